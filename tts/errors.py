@@ -1,0 +1,78 @@
+"""Typed errors raised at the TTS boundary. Each carries a stable `code` the service maps to HTTP/WS errors."""
+from __future__ import annotations
+
+
+class TTSError(Exception):
+    """Base class. `code` is a short machine-readable identifier; the message is for humans."""
+
+    code = "tts_error"
+    http_status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class CheckpointError(TTSError):
+    """A checkpoint file is missing, unreadable or not a GPT-SoVITS checkpoint."""
+
+    code = "bad_checkpoint"
+
+
+class UnsupportedVersionError(CheckpointError):
+    """A real GPT-SoVITS checkpoint of a version this engine does not run (v3, v4, v2Pro, LoRA)."""
+
+    code = "unsupported_version"
+
+    def __init__(self, version: str, path: str = ""):
+        where = f" ({path})" if path else ""
+        super().__init__(f"unsupported version {version}{where}: chat2audio runs GPT-SoVITS v1 and v2 checkpoints")
+        self.version = version
+
+
+class ReferenceAudioError(TTSError):
+    """Reference audio unreadable, silent, too short or too long."""
+
+    code = "bad_reference_audio"
+
+
+class UnknownSpeakerError(TTSError):
+    code = "unknown_speaker"
+    http_status = 404
+
+    def __init__(self, speaker: str, known: list[str]):
+        super().__init__(f"unknown speaker {speaker!r}; available: {', '.join(sorted(known)) or '(none)'}")
+        self.speaker, self.known = speaker, sorted(known)
+
+
+class SpeakerConfigError(TTSError):
+    """A speaker profile YAML is invalid or points outside its allowed folders."""
+
+    code = "bad_speaker"
+
+
+class UnsupportedLanguageError(TTSError):
+    code = "unsupported_language"
+
+    def __init__(self, lang: str, supported: list[str] | tuple[str, ...]):
+        super().__init__(f"unsupported language {lang!r}; supported: {', '.join(supported)}")
+        self.lang, self.supported = lang, list(supported)
+
+
+class TextTooLongError(TTSError):
+    code = "text_too_long"
+    http_status = 413
+
+
+class BusyError(TTSError):
+    """The engine's queue is full; try again later."""
+
+    code = "busy"
+    http_status = 429
+
+
+class CancelledError(TTSError):
+    """The request was cancelled (interrupt, client gone)."""
+
+    code = "cancelled"
+    http_status = 499
