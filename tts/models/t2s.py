@@ -1,0 +1,222 @@
+"""GPT-SoVITS text-to-semantic transformer ("GPT", s1) with a static KV cache.
+
+The network only: embeddings, a post-norm decoder and the output layer. Sampling and the
+decode loop live in `tts.models.sampling`. Parameter names match the checkpoint keys (after
+the "model." prefix is stripped), so `load_state_dict(strict=True)` takes a real `.ckpt`.
+
+Sequence layout of one item in the cache: [text phones (L) ; audio tokens (prompt P, then
+generated)]. Text attends to text only, audio attends to all text and causally to audio.
+Positions restart at 0 for the audio part, each part with its own sine table and `alpha`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+BERT_DIM = 1024  # chinese-roberta-wwm-ext-large hidden size
+LN_EPS = 1e-5
+PE_INITIAL = 4000  # the reference precomputes 4000 positions and extends on demand
+
+
+@dataclass(frozen=True)
+class T2SConfig:
+    hidden_dim: int = 512
+    head: int = 16
+    n_layer: int = 24
+    vocab_size: int = 1025  # 1024 semantic codes + EOS
+    phoneme_vocab_size: int = 732  # v2 (v1: 512 rows of which 322 are used)
+    eos: int = 1024
+    ffn_dim: int = 2048  # always 4 * hidden_dim in the reference (`linear_units` is ignored)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_dim // self.head
+
+    @classmethod
+    def from_checkpoint(cls, config: dict[str, Any]) -> T2SConfig:
+        """From a `.ckpt` "config" dict (its `model` section)."""
+        m = config.get("model", config)
+        hidden = int(m["hidden_dim"])
+        emb = int(m.get("embedding_dim", hidden))
+        if emb != hidden:
+            raise ValueError(f"embedding_dim {emb} != hidden_dim {hidden}")
+        vocab = int(m["vocab_size"])
+        eos = int(m.get("EOS", vocab - 1))
+        if eos != vocab - 1:
+            raise ValueError(f"EOS {eos} must be vocab_size - 1 ({vocab - 1})")
+        head = int(m["head"])
+        if hidden % head:
+            raise ValueError(f"hidden_dim {hidden} is not divisible by head {head}")
+        return cls(hidden_dim=hidden, head=head, n_layer=int(m["n_layer"]), vocab_size=vocab,
+                   phoneme_vocab_size=int(m["phoneme_vocab_size"]), eos=eos, ffn_dim=4 * hidden)
+
+
+def sine_table(n: int, dim: int) -> Tensor:
+    """[n, dim] float32: sin on even channels, cos on odd ones (the reference's table)."""
+    pos = torch.arange(n, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * -(math.log(10000.0) / dim))
+    pe = torch.zeros(n, dim)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)
+    return pe
+
+
+class TokenEmbedding(nn.Module):
+    def __init__(self, n: int, dim: int):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(n, dim)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.word_embeddings(ids)
+
+
+class SinePosition(nn.Module):
+    """`x * 1 + alpha * pe[pos]` (scale=False, learnable scalar alpha)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.alpha = nn.Parameter(torch.ones(1))
+        self.register_buffer("pe", sine_table(PE_INITIAL, dim), persistent=False)
+
+    def extend(self, n: int) -> None:
+        if n > self.pe.shape[0]:
+            self.pe = sine_table(n, self.dim).to(self.pe.device)
+
+    def forward(self, x: Tensor, pos: Tensor) -> Tensor:
+        # x: (B, T, C), pos: (B, T) long
+        return x + self.alpha * self.pe[pos].to(x.dtype)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head attention with the fused `in_proj` of nn.MultiheadAttention and a static KV cache."""
+
+    def __init__(self, cfg: T2SConfig):
+        super().__init__()
+        c = cfg.hidden_dim
+        self.n_head, self.head_dim = cfg.head, cfg.head_dim
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * c, c))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * c))
+        self.out_proj = nn.Linear(c, c)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        self.k_cache: Tensor | None
+        self.v_cache: Tensor | None
+        self.register_buffer("k_cache", None, persistent=False)
+        self.register_buffer("v_cache", None, persistent=False)
+
+    def setup_cache(self, max_batch: int, max_len: int, dtype: torch.dtype, device: torch.device) -> None:
+        shape = (max_batch, self.n_head, max_len, self.head_dim)
+        self.k_cache = torch.zeros(shape, dtype=dtype, device=device)
+        self.v_cache = torch.zeros(shape, dtype=dtype, device=device)
+
+    def forward(self, x: Tensor, rows: Tensor, input_pos: Tensor, mask: Tensor, start: int) -> Tensor:
+        # x: (B, T, C); rows: (B, 1) = arange(B); input_pos: (B, T); mask: (B, 1, T, S) bool
+        assert self.k_cache is not None and self.v_cache is not None, "Caches must be initialized first"
+        B, T, C = x.shape
+        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).split(C, dim=-1)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        k_cache = self.k_cache[start:start + B]
+        v_cache = self.v_cache[start:start + B]
+        # advanced indices (rows, pos) around a slice: the indexed view is (B, T, nh, hs)
+        k_cache[rows, :, input_pos] = k.view(B, T, self.n_head, self.head_dim)
+        v_cache[rows, :, input_pos] = v.view(B, T, self.n_head, self.head_dim)
+        S = mask.shape[-1]
+        y = F.scaled_dot_product_attention(q, k_cache[:, :, :S], v_cache[:, :, :S], attn_mask=mask)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class DecoderLayer(nn.Module):
+    """Post-norm: x = LN1(x + MHA(x)); x = LN2(x + FFN(x)), FFN with ReLU."""
+
+    def __init__(self, cfg: T2SConfig):
+        super().__init__()
+        c = cfg.hidden_dim
+        self.self_attn = SelfAttention(cfg)
+        self.linear1 = nn.Linear(c, cfg.ffn_dim)
+        self.linear2 = nn.Linear(cfg.ffn_dim, c)
+        self.norm1 = nn.LayerNorm(c, eps=LN_EPS)
+        self.norm2 = nn.LayerNorm(c, eps=LN_EPS)
+
+    def forward(self, x: Tensor, rows: Tensor, input_pos: Tensor, mask: Tensor, start: int) -> Tensor:
+        x = self.norm1(x + self.self_attn(x, rows, input_pos, mask, start))
+        return self.norm2(x + self.linear2(F.relu(self.linear1(x))))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: T2SConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layer))
+
+
+class T2SModel(nn.Module):
+    def __init__(self, cfg: T2SConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.hidden_dim
+        self.bert_proj = nn.Linear(BERT_DIM, c)
+        self.ar_text_embedding = TokenEmbedding(cfg.phoneme_vocab_size, c)
+        self.ar_text_position = SinePosition(c)
+        self.ar_audio_embedding = TokenEmbedding(cfg.vocab_size, c)
+        self.ar_audio_position = SinePosition(c)
+        self.h = Decoder(cfg)
+        self.ar_predict_layer = nn.Linear(c, cfg.vocab_size, bias=False)
+        self.max_batch = 0
+        self.max_len = 0
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Any) -> T2SModel:
+        """Build from a `tts.checkpoint.GPTCheckpoint` (fp32 weights, "model." stripped); eval mode."""
+        model = cls(T2SConfig.from_checkpoint(ckpt.config))
+        model.load_state_dict(ckpt.weights, strict=True)
+        return model.eval()
+
+    def setup_caches(self, max_batch: int, max_len: int, dtype: torch.dtype | None = None) -> None:
+        """Allocate the static KV cache: `max_batch` rows of `max_len` positions (text + audio)."""
+        p = self.ar_predict_layer.weight
+        dtype = dtype or p.dtype
+        for layer in self.h.layers:
+            layer.self_attn.setup_cache(max_batch, max_len, dtype, p.device)
+        self.ar_text_position.extend(max_len)
+        self.ar_audio_position.extend(max_len)
+        self.max_batch, self.max_len = max_batch, max_len
+
+    def embed_text(self, phones: Tensor, bert: Tensor) -> Tensor:
+        """phones: (B, L) long, bert: (B, 1024, L) -> (B, L, C) with text positions 0..L-1."""
+        x = self.ar_text_embedding(phones) + self.bert_proj(bert.transpose(1, 2).to(self.bert_proj.weight.dtype))
+        pos = torch.arange(phones.shape[1], device=phones.device).expand_as(phones)
+        return self.ar_text_position(x, pos)
+
+    def embed_audio(self, tokens: Tensor, pos: Tensor) -> Tensor:
+        """tokens, pos: (B, T) long (pos = index among the audio tokens) -> (B, T, C)."""
+        return self.ar_audio_position(self.ar_audio_embedding(tokens), pos)
+
+    def forward(self, x: Tensor, input_pos: Tensor, mask: Tensor, start: int = 0) -> Tensor:
+        """One pass over cache rows `start .. start+B-1`.
+
+        Args:
+            x: (B, T, C) embedded inputs.
+            input_pos: (B, T) long, cache positions the inputs are written to.
+            mask: (B, 1, T, S) bool, True = may attend; S <= max_len keys from position 0.
+            start: first cache row of this batch.
+        Returns:
+            (B, T, vocab_size) raw logits.
+        """
+        assert self.max_len > 0, "Caches must be initialized first"
+        assert start + x.shape[0] <= self.max_batch and mask.shape[-1] <= self.max_len
+        rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+        for layer in self.h.layers:
+            x = layer(x, rows, input_pos, mask, start)
+        return self.ar_predict_layer(x)
+
+
+def prefill_mask(n_text: int, n_audio: int, device: torch.device | str = "cpu") -> Tensor:
+    """(T, T) bool, True = may attend: text<->text full, text->audio blocked, audio causal."""
+    t = n_text + n_audio
+    mask = torch.ones(t, t, dtype=torch.bool, device=device).tril_()
+    mask[:n_text, :n_text] = True
+    return mask
