@@ -1,0 +1,60 @@
+"""Settings precedence: CLI > env > YAML > defaults; env JSON for lists, types coerced."""
+from pathlib import Path
+
+import pytest
+
+from agent.config import DEFAULT_CONFIG, ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "c.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_default_file_loads_and_resolves_paths():
+    s = load_settings(DEFAULT_CONFIG, env={})
+    assert s.llm.backend == "transformers" and s.server.port == 8000 and s.server.host == "127.0.0.1"
+    assert s.paths.speakers_dir == DEFAULT_CONFIG.parent.parent / "speakers"
+    assert s.paths.models_dir == DEFAULT_CONFIG.parent.parent / "cache" / "models"
+
+
+def test_precedence_cli_env_yaml_default(tmp_path):
+    cfg = write(tmp_path, "server:\n  port: 7000\n  host: 0.0.0.0\nllm:\n  backend: openai\n")
+    s = load_settings(cfg, env={})
+    assert (s.server.port, s.server.host, s.llm.backend, s.llm.temperature) == (7000, "0.0.0.0", "openai", 0.8)
+    env = {"CHAT2AUDIO_SERVER__PORT": "7100", "CHAT2AUDIO_LLM__BASE_URL": "http://127.0.0.1:9000/v1"}
+    s = load_settings(cfg, env=env)
+    assert s.server.port == 7100 and s.llm.base_url == "http://127.0.0.1:9000/v1"
+    s = load_settings(cfg, env=env, cli={"server.port": 7200, "server.host": None})
+    assert s.server.port == 7200 and s.server.host == "0.0.0.0"
+
+
+def test_env_types(tmp_path):
+    env = {"CHAT2AUDIO_AUTH__API_KEYS": '["k1", "k2"]', "CHAT2AUDIO_TTS__WARMUP": "false",
+           "CHAT2AUDIO_LLM__TEMPERATURE": "0.2", "CHAT2AUDIO_LLM__MODEL": "",
+           "CHAT2AUDIO_PATHS__CACHE_DIR": str(tmp_path), "OTHER_VAR": "x"}
+    s = load_settings(write(tmp_path, "llm:\n  model: m\n"), env=env)
+    assert s.auth.api_keys == ["k1", "k2"] and s.tts.warmup is False and s.llm.temperature == 0.2
+    assert s.llm.model is None and s.paths.cache_dir == tmp_path
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"CHAT2AUDIO_NOPE__X": "1"}, "unknown section"),
+    ({"CHAT2AUDIO_LLM__NOPE": "1"}, "unknown key"),
+    ({"CHAT2AUDIO_AUTH__API_KEYS": "k1"}, "JSON"),
+    ({"CHAT2AUDIO_LLM__BACKEND": "bogus"}, "llm.backend"),
+    ({"CHAT2AUDIO_SERVER__PORT": "eighty"}, "CHAT2AUDIO_SERVER__PORT"),
+])
+def test_bad_env_is_a_clear_error(env, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_settings(DEFAULT_CONFIG, env=env)
+
+
+def test_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.yaml", env={})
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(write(tmp_path, "- a\n- b\n"), env={})
+    with pytest.raises(ConfigError, match="serverr"):
+        load_settings(write(tmp_path, "serverr:\n  port: 1\n"), env={})
