@@ -14,9 +14,59 @@ import sys
 import numpy as np
 
 
+def _gpt_params(inputs: dict[str, np.ndarray], prefix: str, greedy: bool = False):  # -> SamplingParams
+    """Sampling settings of one case; the phone-proportional cap is off (the contract fixes the stop rule)."""
+    from tts.models.sampling import SamplingParams
+
+    def get(name: str, default: float) -> float:
+        return inputs[prefix + name].item() if prefix + name in inputs else default
+
+    early = int(get("early_stop_num", -1))
+    return SamplingParams(top_k=1 if greedy else int(get("top_k", 1)), top_p=float(get("top_p", 1.0)),
+                          temperature=float(get("temperature", 1.0)),
+                          repetition_penalty=float(get("repetition_penalty", 1.0)), seed=0,
+                          early_stop_num=early, max_new_tokens=max(early, 1500), tokens_per_phone=None)
+
+
 def gpt_outputs(gpt_path: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """T2S cases, the batched case and the symbol fingerprint."""
-    raise NotImplementedError("gpt parity")
+    import hashlib
+
+    import torch
+
+    from tts.checkpoint import load_gpt
+    from tts.frontend.symbols import symbols_v2
+    from tts.models.sampling import DecodeItem, decode, decode_batch
+    from tts.models.t2s import T2SModel
+
+    model = T2SModel.from_checkpoint(load_gpt(gpt_path)).float()
+
+    def item(phones: str, bert: str, prompt: str) -> DecodeItem:
+        return DecodeItem(torch.from_numpy(np.asarray(inputs[phones], np.int64)),
+                          torch.from_numpy(np.asarray(inputs[bert], np.float32)),
+                          torch.from_numpy(np.asarray(inputs[prompt], np.int64)).reshape(-1))
+
+    out: dict[str, np.ndarray] = {}
+    cases = sorted(k[len("gpt_"):-len("_all_phones")] for k in inputs
+                   if k.startswith("gpt_") and k.endswith("_all_phones") and not k.startswith("gpt_batch"))
+    for c in cases:
+        p = f"gpt_{c}_"
+        res = decode(model, item(p + "all_phones", p + "bert", p + "prompt_semantic"), _gpt_params(inputs, p),
+                     record_logits=True)
+        out[p + "tokens"] = res.tokens.numpy().astype(np.int64)
+        out[p + "step_logits"] = res.logits.numpy().astype(np.float32)
+    if "gpt_batch_0_all_phones" in inputs:
+        items = [item(f"gpt_batch_{i}_all_phones", f"gpt_batch_{i}_bert", "gpt_batch_prompt_semantic")
+                 for i in (0, 1)]
+        for i, res in enumerate(decode_batch(model, items, _gpt_params(inputs, "gpt_batch_", greedy=True))):
+            out[f"gpt_batch_tokens_{i}"] = res.tokens.numpy().astype(np.int64)
+    index = {s: i for i, s in enumerate(symbols_v2)}
+    out["symbols_v2_count"] = np.int64(len(symbols_v2))
+    out["symbols_v2_sha256"] = np.str_(hashlib.sha256("\n".join(symbols_v2).encode("utf-8")).hexdigest())
+    if "symbols_v2_spot_names" in inputs:
+        out["symbols_v2_spot_ids"] = np.array([index.get(str(s), -1) for s in inputs["symbols_v2_spot_names"]],
+                                              np.int64)
+    return out
 
 
 def sovits_outputs(sovits_path: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
