@@ -1,0 +1,306 @@
+"""SoVITS v1/v2 inference path (GPT-SoVITS `SynthesizerTrn`): semantic codes + phones + style -> 32 kHz audio.
+
+    ge   = mean over references of ref_enc(spec[:704])           # [1, 512, 1]
+    q    = nearest_x2(codebook[codes])                           # [1, 768, 2T]  (50 Hz)
+    m,lg = enc_p(q, phones, ge, speed)                           # [1, 192, T']
+    z    = flow^-1(m + eps * exp(lg) * noise_scale, ge)
+    wav  = dec(z, ge)                                            # [T' * 640]
+
+Runs one utterance at a time (batch 1, no padding masks), in the dtype of its parameters.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tts.models.vits_modules import (
+    MRTE,
+    Encoder,
+    Generator,
+    MelStyleEncoder,
+    Quantizer,
+    ResidualCouplingBlock,
+    fold_weight_norm,
+)
+
+SSL_DIM = 768  # chinese-hubert-base hidden size
+CODEBOOK_SIZE = 1024
+STYLE_BINS_V2 = 704  # ref_enc reads only the lowest 704 of 1025 bins in v2
+# Keys present in checkpoints that inference never reads (training-only codebook statistics).
+_UNUSED_KEY_SUFFIXES = ("_codebook.inited", "_codebook.cluster_size", "_codebook.embed_avg")
+
+
+@dataclass(frozen=True)
+class VitsConfig:
+    n_symbols: int = 732
+    spec_channels: int = 1025
+    inter_channels: int = 192
+    hidden_channels: int = 192
+    filter_channels: int = 768
+    n_heads: int = 2
+    n_layers: int = 6
+    kernel_size: int = 3
+    resblock: str = "1"
+    resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+    upsample_rates: tuple[int, ...] = (10, 8, 2, 2, 2)
+    upsample_initial_channel: int = 512
+    upsample_kernel_sizes: tuple[int, ...] = (16, 16, 8, 2, 2)
+    gin_channels: int = 512
+    semantic_frame_rate: str = "25hz"
+    version: str = "v2"
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.upsample_rates)
+
+    @property
+    def style_bins(self) -> int:
+        return self.spec_channels if self.version == "v1" else STYLE_BINS_V2
+
+    @classmethod
+    def from_hps(cls, hps: dict[str, Any], n_symbols: int, version: str) -> "VitsConfig":
+        m, d = hps.get("model", {}), hps.get("data", {})
+        names = {f for f in cls.__dataclass_fields__} - {"n_symbols", "spec_channels", "version"}
+        kw: dict[str, Any] = {}
+        for k in names:
+            if k in m:
+                v = m[k]
+                if k == "resblock_dilation_sizes":
+                    v = tuple(tuple(x) for x in v)
+                elif isinstance(v, list):
+                    v = tuple(v)
+                kw[k] = v
+        return cls(n_symbols=n_symbols, spec_channels=int(d.get("filter_length", 2048)) // 2 + 1,
+                   version=version, **kw)
+
+
+class TextEncoder(nn.Module):
+    """enc_p: SSL frames attend to the phones (MRTE) under the style vector; outputs prior stats."""
+
+    def __init__(self, cfg: VitsConfig):
+        super().__init__()
+        h, f, nh, nl, k = (cfg.hidden_channels, cfg.filter_channels, cfg.n_heads, cfg.n_layers, cfg.kernel_size)
+        self.out_channels = cfg.inter_channels
+        self.ssl_proj = nn.Conv1d(SSL_DIM, h, 1)
+        self.encoder_ssl = Encoder(h, f, nh, nl // 2, k)
+        self.text_embedding = nn.Embedding(cfg.n_symbols, h)
+        self.encoder_text = Encoder(h, f, nh, nl, k)
+        self.mrte = MRTE()  # hard-coded: content 192, hidden 512, 4 heads
+        self.encoder2 = Encoder(h, f, nh, nl // 2, k)
+        self.proj = nn.Conv1d(h, cfg.inter_channels * 2, 1)
+
+    def forward(self, ssl: torch.Tensor, phones: torch.Tensor, ge: torch.Tensor,
+                speed: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        # ssl: [1, 768, T], phones: [1, N] -> m_p, logs_p: [1, inter, T'] (T' = T, or int(T/speed)+1)
+        y = self.encoder_ssl(self.ssl_proj(ssl))
+        text = self.encoder_text(self.text_embedding(phones).transpose(1, 2))
+        y = self.encoder2(self.mrte(y, text, ge))
+        if speed != 1:
+            y = F.interpolate(y, size=int(y.shape[-1] / speed) + 1, mode="linear")
+        m, logs = self.proj(y).split(self.out_channels, dim=1)
+        return m, logs
+
+
+class SynthesizerTrn(nn.Module):
+    """The SoVITS generator's inference half. Build with `from_checkpoint`."""
+
+    def __init__(self, cfg: VitsConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.enc_p = TextEncoder(cfg)
+        self.dec = Generator(cfg.inter_channels, cfg.resblock, list(cfg.resblock_kernel_sizes),
+                             [list(d) for d in cfg.resblock_dilation_sizes], list(cfg.upsample_rates),
+                             cfg.upsample_initial_channel, list(cfg.upsample_kernel_sizes), cfg.gin_channels)
+        self.flow = ResidualCouplingBlock(cfg.inter_channels, cfg.hidden_channels, 5, 1, 4,
+                                          gin_channels=cfg.gin_channels)
+        self.ref_enc = MelStyleEncoder(cfg.style_bins, out_dim=cfg.gin_channels)
+        self.ssl_proj = nn.Conv1d(SSL_DIM, SSL_DIM, 2, stride=2)
+        self.quantizer = Quantizer(SSL_DIM, CODEBOOK_SIZE, 1)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Any) -> "SynthesizerTrn":
+        """Build from a `tts.checkpoint.SovitsCheckpoint`; weight norm is folded, float32, eval mode."""
+        w = ckpt.weights
+        cfg = VitsConfig.from_hps(ckpt.hps, int(w["enc_p.text_embedding.weight"].shape[0]), ckpt.version)
+        with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
+            model = cls(cfg)
+        state = {k: v for k, v in w.items()
+                 if not k.startswith("enc_q.") and not k.endswith(_UNUSED_KEY_SUFFIXES)}
+        model.load_state_dict(fold_weight_norm(state), strict=True, assign=True)
+        model.float().eval().requires_grad_(False)
+        return model
+
+    @property
+    def hop_length(self) -> int:
+        return self.cfg.hop_length
+
+    # ---------------------------------------------------------------- reference-side features
+
+    @torch.inference_mode()
+    def extract_latent(self, ssl: torch.Tensor) -> torch.Tensor:
+        """HuBERT features [1, 768, T] (50 Hz) -> semantic codes [1, 1, T//2] (25 Hz, int64)."""
+        if ssl.dim() == 2:
+            ssl = ssl.unsqueeze(0)
+        x = self.ssl_proj(ssl.to(self._dtype))
+        return self.quantizer.encode(x).transpose(0, 1)
+
+    @torch.inference_mode()
+    def style(self, specs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Style vector ge [1, gin, 1] from one spectrogram [1025, T] (or [1, 1025, T]) or the mean over several."""
+        if isinstance(specs, torch.Tensor):
+            specs = [specs]
+        if len(specs) == 0:
+            raise ValueError("style() needs at least one reference spectrogram")
+        ges = []
+        for s in specs:
+            s = s.to(self._dtype)
+            if s.dim() == 2:
+                s = s.unsqueeze(0)
+            ges.append(self.ref_enc(s[:, : self.cfg.style_bins]))
+        return torch.stack(ges, 0).mean(0)
+
+    # --------------------------------------------------------------------------------- decode
+
+    @torch.inference_mode()
+    def prior(self, codes: torch.Tensor, phones: torch.Tensor, ge: torch.Tensor,
+              speed: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """m_p, logs_p [1, inter, T'] for codes [1,1,T] (or [T]) and phones [1,N] (or [N])."""
+        codes = codes.reshape(1, 1, -1).long()
+        phones = phones.reshape(1, -1).long()
+        q = self.quantizer.decode(codes.transpose(0, 1))  # [1, 768, T]
+        if self.cfg.semantic_frame_rate == "25hz":
+            q = q.repeat_interleave(2, dim=-1)  # nearest x2 -> 50 Hz
+        return self.enc_p(q, phones, ge.to(self._dtype), speed)
+
+    @torch.inference_mode()
+    def vocode(self, z: torch.Tensor, ge: torch.Tensor) -> torch.Tensor:
+        """Latent z_p [1, inter, T] -> audio [T * hop] (flow reverse, then HiFi-GAN)."""
+        ge = ge.to(self._dtype)
+        return self.dec(self.flow.reverse(z, ge), ge).reshape(-1)
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor, phones: torch.Tensor, ge: torch.Tensor, noise_scale: float = 0.5,
+               speed: float = 1.0, eps: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Audio [T' * 640] float at 32 kHz. `eps` [inter, T'] (or [1, inter, T']) replaces the normal draw."""
+        m_p, logs_p = self.prior(codes, phones, ge, speed)
+        z_p = self.sample_prior(m_p, logs_p, noise_scale, eps, generator)
+        return self.vocode(z_p, ge)
+
+    @staticmethod
+    def sample_prior(m_p: torch.Tensor, logs_p: torch.Tensor, noise_scale: float,
+                     eps: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        if noise_scale == 0:
+            return m_p
+        if eps is None:
+            eps = torch.randn(m_p.shape, generator=generator, dtype=m_p.dtype, device=m_p.device)
+        eps = eps.reshape(m_p.shape).to(m_p)
+        return m_p + eps * torch.exp(logs_p) * noise_scale
+
+    def decode_streaming(self, phones: torch.Tensor, ge: torch.Tensor, noise_scale: float = 0.5,
+                         speed: float = 1.0, eps: torch.Tensor | None = None,
+                         generator: torch.Generator | None = None, **kw: Any) -> "StreamingDecoder":
+        """A `StreamingDecoder` for one sentence: push tokens as they come, get only the new audio."""
+        return StreamingDecoder(self, phones, ge, noise_scale, speed, eps, generator, **kw)
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return self.enc_p.proj.weight.dtype
+
+
+@dataclass
+class StreamingDecoder:
+    """Chunked SoVITS decode of a growing token sequence, returning only new audio.
+
+    Each `push` recomputes the prior over all tokens so far (enc_p attends globally), runs the flow and
+    the vocoder on a window with `left_context` latent frames before the first frame not yet emitted,
+    holds back the last `holdback_tokens` tokens' audio (their right context is still unknown) and
+    joins chunks by a raised-cosine cross-fade over `crossfade_tokens` tokens. `finish()` emits the rest.
+    The concatenated output has exactly the length of a whole decode of the same tokens.
+    """
+
+    model: SynthesizerTrn
+    phones: torch.Tensor
+    ge: torch.Tensor
+    noise_scale: float = 0.5
+    speed: float = 1.0
+    eps: torch.Tensor | None = None
+    generator: torch.Generator | None = None
+    holdback_tokens: int = 2
+    crossfade_tokens: int = 2
+    left_context: int = 48  # latent frames; covers the flow's (+-32) and the vocoder's (~+-12) reach
+    tokens: list[int] = field(default_factory=list)
+    emitted_frames: int = 0  # latent frames (50 Hz) whose audio was returned
+    _tail: torch.Tensor | None = None  # audio computed last time for the next cross-fade
+    _noise: torch.Tensor | None = None  # [1, inter, F] normal draws, grown as frames appear
+    done: bool = False
+
+    def __post_init__(self) -> None:
+        assert self.crossfade_tokens <= self.holdback_tokens, "cross-fade needs held-back audio"
+        self.phones = self.phones.reshape(1, -1).long()
+
+    def push(self, new_tokens: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Add tokens; returns the audio that became final (possibly empty), float [samples]."""
+        assert not self.done, "finish() was already called"
+        self.tokens.extend(int(t) for t in (new_tokens.tolist() if isinstance(new_tokens, torch.Tensor)
+                                            else new_tokens))
+        return self._step(final=False)
+
+    def finish(self) -> torch.Tensor:
+        """Emit the held-back audio; the decoder is then done."""
+        assert not self.done, "finish() was already called"
+        out = self._step(final=True)
+        self.done = True
+        return out
+
+    @property
+    def _frames_per_token(self) -> float:
+        return 2.0 / self.speed
+
+    def _step(self, final: bool) -> torch.Tensor:
+        m = self.model
+        hop = m.hop_length
+        empty = torch.zeros(0, dtype=m._dtype)
+        if not self.tokens:
+            return empty
+        codes = torch.tensor(self.tokens, dtype=torch.long)
+        m_p, logs_p = m.prior(codes, self.phones, self.ge, self.speed)  # [1, C, F]
+        n_frames = m_p.shape[-1]
+        hold = 0 if final else int(round(self.holdback_tokens * self._frames_per_token))
+        xf = int(round(self.crossfade_tokens * self._frames_per_token))
+        end = n_frames - hold  # emit frames [emitted, end)
+        if end <= self.emitted_frames:
+            return empty
+        start = self.emitted_frames
+        lo = max(0, start - self.left_context)
+        z_hi = min(n_frames, end + (0 if final else xf))
+        z_p = SynthesizerTrn.sample_prior(m_p[..., lo:z_hi], logs_p[..., lo:z_hi], self.noise_scale,
+                                          self._noise_slice(lo, z_hi, m_p))
+        audio = m.vocode(z_p, self.ge)[(start - lo) * hop:]  # frames [start, z_hi)
+        out = audio[: (end - start) * hop].clone()
+        if self._tail is not None and len(self._tail):
+            n = min(len(self._tail), len(out))
+            fade = 0.5 - 0.5 * torch.cos(torch.linspace(0, math.pi, n + 2, dtype=out.dtype)[1:-1])
+            out[:n] = self._tail[:n] * (1 - fade) + out[:n] * fade
+        self._tail = None if final else audio[(end - start) * hop: (end - start + xf) * hop].clone()
+        self.emitted_frames = end
+        return out
+
+    def _noise_slice(self, lo: int, hi: int, like: torch.Tensor) -> torch.Tensor | None:
+        if self.noise_scale == 0:
+            return None
+        if self.eps is not None:
+            eps = self.eps.reshape(1, like.shape[1], -1)
+            assert eps.shape[-1] >= hi, "injected eps shorter than the latent"
+            return eps[..., lo:hi]
+        have = 0 if self._noise is None else self._noise.shape[-1]
+        if have < hi:
+            more = torch.randn((1, like.shape[1], hi - have), generator=self.generator, dtype=like.dtype)
+            self._noise = more if self._noise is None else torch.cat([self._noise, more], dim=-1)
+        return self._noise[..., lo:hi]
