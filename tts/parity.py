@@ -71,7 +71,41 @@ def gpt_outputs(gpt_path: str, inputs: dict[str, np.ndarray]) -> dict[str, np.nd
 
 def sovits_outputs(sovits_path: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Reference spectrogram, extract_latent codes and the decode tags."""
-    raise NotImplementedError("sovits parity")
+    import torch
+
+    from tts.audio import spectrogram
+    from tts.checkpoint import load_sovits
+    from tts.models.vits import SynthesizerTrn
+
+    model = SynthesizerTrn.from_checkpoint(load_sovits(sovits_path))
+    t = torch.from_numpy
+    out: dict[str, np.ndarray] = {}
+    ref_spec = spectrogram(inputs["ref_wav_32k"])
+    out["ref_spec"] = ref_spec
+    if "ssl_feature" in inputs:
+        ssl = t(np.asarray(inputs["ssl_feature"], dtype=np.float32)).reshape(1, 768, -1)
+        out["extract_latent_codes"] = model.extract_latent(ssl).numpy().astype(np.int64)
+    ge_one = model.style(t(ref_spec))
+    ge_two = None
+    if "aux_wav_32k" in inputs:
+        ge_two = model.style([t(ref_spec), t(spectrogram(inputs["aux_wav_32k"]))])
+    for tag in ("ns05", "ns0", "speed125", "e2e", "tworefs"):
+        if f"decode_{tag}_noise_scale" not in inputs or (tag == "tworefs" and ge_two is None):
+            continue
+        if tag == "e2e":
+            codes, phones = inputs["e2e_pred_semantic"], inputs["e2e_text_phones"]
+        else:
+            codes, phones = inputs["decode_codes"], inputs["decode_phones"]
+        ge = ge_two if tag == "tworefs" else ge_one
+        eps = inputs.get(f"decode_{tag}_eps")
+        audio = model.decode(t(np.asarray(codes, dtype=np.int64)), t(np.asarray(phones, dtype=np.int64)), ge,
+                             noise_scale=float(inputs[f"decode_{tag}_noise_scale"]),
+                             speed=float(inputs.get(f"decode_{tag}_speed", 1.0)),
+                             eps=None if eps is None else t(np.asarray(eps, dtype=np.float32)),
+                             generator=torch.Generator().manual_seed(0))
+        out[f"decode_{tag}_audio"] = audio.numpy().astype(np.float32)
+        out[f"decode_{tag}_ge"] = ge.reshape(-1).numpy().astype(np.float32)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
