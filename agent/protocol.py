@@ -1,0 +1,204 @@
+"""Wire models: HTTP request bodies, WebSocket client events and server messages (docs/protocol.md).
+
+Pydantic lives here, at the boundary; the turn's own events are the frozen dataclasses of
+`agent.events`, turned into JSON messages by `server_message`.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from agent import events as ev
+
+AudioFormat = Literal["wav", "pcm", "flac", "ogg", "opus", "mp3"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+# ----------------------------------------------------------------------------- HTTP bodies
+
+
+class ChatRequest(_Body):
+    """POST /chat2audio. The seed request `{"input": "...", "speaker": "Nahida"}` works as is."""
+
+    input: str = Field(..., min_length=1, description="What the user says")
+    speaker: str | None = Field(None, description="Speaker id (GET /speakers); default from config")
+    persona: str | None = Field(None, description="Persona id (GET /personas); default: the speaker's persona")
+    session_id: str | None = Field(None, max_length=128, description="Continue a conversation")
+    stream: bool = Field(False, description="Chunked audio as sentences are synthesised")
+    format: AudioFormat = Field("wav", description="wav | pcm (s16le mono, 32 kHz) | flac | ogg (Opus) | mp3")
+
+
+class TTSRequest(_Body):
+    """POST /tts with the GPT-SoVITS api_v2 field names, plus `speaker`."""
+
+    text: str = Field(..., min_length=1)
+    text_lang: str = "auto"
+    speaker: str | None = Field(None, description="Speaker id; default from config")
+    ref_audio_path: str | None = Field(None, description="Reference clip inside the speakers or configured folders")
+    aux_ref_audio_paths: list[str] = Field(default_factory=list)
+    prompt_text: str = ""
+    prompt_lang: str | None = None
+    top_k: int = Field(15, ge=1, le=1024)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: float = Field(1.0, gt=0.0, le=5.0)
+    text_split_method: str = "cut5"
+    batch_size: int = Field(1, ge=1, le=64)
+    batch_threshold: float = 0.75
+    split_bucket: bool = True
+    speed_factor: float = Field(1.0, ge=0.25, le=4.0)
+    fragment_interval: float = Field(0.3, ge=0.0, le=5.0)
+    seed: int = -1
+    media_type: AudioFormat = "wav"
+    streaming_mode: bool = False
+    parallel_infer: bool = True
+    repetition_penalty: float = Field(1.35, gt=0.0, le=5.0)
+
+
+class SpeechRequest(_Body):
+    """POST /v1/audio/speech (OpenAI semantics)."""
+
+    model: str = Field("tts-1", max_length=256)
+    input: str = Field(..., min_length=1, max_length=4096)
+    voice: str | dict[str, Any] = Field(..., description="A speaker id (GET /v1/audio/voices)")
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    stream_format: Literal["audio", "sse"] = "audio"
+    instructions: str | None = Field(None, max_length=4096)
+
+    def voice_id(self) -> str:
+        if isinstance(self.voice, dict):
+            return str(self.voice.get("id") or self.voice.get("name") or "")
+        return self.voice
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# ----------------------------------------------------------------------------- WebSocket client events
+
+
+class _ClientEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionUpdate(_ClientEvent):
+    type: Literal["session.update"]
+    persona: str | None = Field(None, max_length=128)
+    speaker: str | None = Field(None, max_length=128)
+    session_id: str | None = Field(None, max_length=128)
+    format: Literal["pcm16"] | None = None
+    audio_transport: Literal["base64", "binary"] | None = None
+
+
+class InputText(_ClientEvent):
+    type: Literal["input.text"]
+    text: str = Field(..., min_length=1)
+
+
+class Interrupt(_ClientEvent):
+    type: Literal["interrupt"]
+
+
+class Playback(_ClientEvent):
+    type: Literal["playback"]
+    turn_id: str
+    played_ms: float = Field(..., ge=0)
+
+
+ClientEvent = Annotated[Union[SessionUpdate, InputText, Interrupt, Playback], Field(discriminator="type")]
+_client_adapter: TypeAdapter[Any] = TypeAdapter(ClientEvent)
+CLIENT_TYPES = ("session.update", "input.text", "interrupt", "playback")
+
+
+class ProtocolError(Exception):
+    """A malformed client message; `code` goes into the `error` event."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def parse_client_event(raw: str | bytes) -> SessionUpdate | InputText | Interrupt | Playback:
+    """Parse one client message; raises `ProtocolError` with a readable message."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ProtocolError("invalid_json", f"message is not JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_event", "message must be a JSON object with a 'type' field")
+    kind = data.get("type")
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError("unknown_event", f"unknown event type {kind!r}; expected one of: {', '.join(CLIENT_TYPES)}")
+    try:
+        return _client_adapter.validate_python(data)
+    except ValidationError as e:
+        raise ProtocolError("invalid_event", f"{kind}: {validation_message(e)}") from e
+
+
+def validation_message(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"] if p not in ("body",)) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------- server messages
+
+BINARY_HEADER = struct.Struct("<I")  # length of the JSON header that follows, then raw s16le PCM
+
+
+def pcm16(pcm: np.ndarray) -> bytes:
+    x = np.clip(np.asarray(pcm, dtype=np.float32), -1.0, 1.0)
+    return np.round(x * 32767.0).astype("<i2").tobytes()
+
+
+def server_message(event: ev.Event) -> dict[str, Any]:
+    """A turn event as a flat JSON-able dict (audio: without its payload; see `audio_message`)."""
+    if isinstance(event, ev.AudioOut):
+        return {"type": "audio", "turn_id": event.turn_id, "index": event.index, "seq": event.seq,
+                "sample_rate": event.sample_rate, "format": "pcm16"}
+    if isinstance(event, ev.SentenceDone):
+        return {"type": event.type, "turn_id": event.turn_id, "index": event.index,
+                "audio_ms": round(float(event.audio_ms), 1)}
+    if isinstance(event, ev.SentenceStarted):
+        msg = {"type": event.type, "turn_id": event.turn_id, "index": event.index, "text": event.text}
+        if event.emotion:
+            msg["emotion"] = event.emotion
+        return msg
+    if isinstance(event, ev.ErrorEvent):
+        msg = {"type": "error", "code": event.code, "message": event.message}
+        if event.turn_id:
+            msg["turn_id"] = event.turn_id
+        return msg
+    return {k: v for k, v in vars(event).items()} | {"type": event.type}
+
+
+def audio_message(event: ev.AudioOut, transport: str) -> str | bytes:
+    """`audio` as a JSON text frame with base64 `data`, or a binary frame:
+    uint32 LE header length N | N bytes UTF-8 JSON header (the audio event without `data`) | s16le PCM."""
+    head = server_message(event)
+    pcm = pcm16(event.pcm)
+    if transport == "binary":
+        meta = json.dumps(head, separators=(",", ":")).encode()
+        return BINARY_HEADER.pack(len(meta)) + meta + pcm
+    head["data"] = base64.b64encode(pcm).decode("ascii")
+    return json.dumps(head, ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
