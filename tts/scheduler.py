@@ -166,6 +166,7 @@ class Scheduler:
         self._batches: dict[Any, Batch] = {}
         self._active: dict[Any, _Active] = {}  # slot_id -> item
         self._slot_ids = itertools.count(1)
+        self._retired: set = set()
         self._first_ms: deque = deque(maxlen=512)
         self._counters = dict(total=0, failed=0, cancelled=0, tokens=0, samples=0, busy=0.0)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -202,6 +203,12 @@ class Scheduler:
         self._wake.set()
 
     def notify(self) -> None:
+        self._wake.set()
+
+    def retire_batch(self, key: Any) -> None:
+        """Forget the decode batch of an evicted model once it has no active items."""
+        with self._lock:
+            self._retired.add(key)
         self._wake.set()
 
     def close(self, timeout: float = 10.0) -> None:
@@ -269,7 +276,16 @@ class Scheduler:
         did |= self._step()
         did |= self._vocode()
         did |= self._finish_requests()
+        if self._retired:
+            self._drop_retired()
         return did
+
+    def _drop_retired(self) -> None:
+        busy = {a.job.batch_key for a in self._active.values() if not a.t2s_done}
+        with self._lock:
+            for key in [k for k in self._retired if k not in busy]:
+                self._retired.discard(key)
+                self._batches.pop(key, None)
 
     def _reap(self) -> bool:
         """Cancelled requests leave the batch now; their queued work is dropped."""

@@ -1,0 +1,159 @@
+"""The model calls the engine makes, in one place: loading (device, dtype, quantisation),
+reference features, frontend + BERT, and the per-sentence streaming vocoder.
+
+Everything here runs under the engine's control: loading and reference features in the
+preparation pool, `decode_batch` and `ChunkVocoder` on the worker thread.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tts.errors import TTSError
+
+log = logging.getLogger(__name__)
+
+HUBERT_PAD_SECONDS = 0.3  # GPT-SoVITS appends 0.3 * 32000 zeros to the 16 kHz clip (0.6 s)
+
+
+# ---- loading ---------------------------------------------------------------------------------
+def load_t2s(path: Path, device: torch.device, dtype: torch.dtype, quant: str = "none") -> nn.Module:
+    """A T2S model from a GPT `.ckpt`, on `device` in `dtype`; `quant` ("int8" | "bf16") applies on CPU only."""
+    from tts.checkpoint import load_gpt
+    from tts.models.t2s import T2SModel
+
+    model = T2SModel.from_checkpoint(load_gpt(path))
+    if device.type == "cpu" and quant == "bf16":
+        return model.to(device, torch.bfloat16)
+    model = model.to(device, dtype)
+    if device.type == "cpu" and quant == "int8":
+        quantize_t2s_int8(model)
+    return model
+
+
+def quantize_t2s_int8(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantisation of the decoder layers' nn.Linear (FFN + attention output), in place.
+
+    The fused attention in_proj and the output layer stay float32 (the decode batch reads
+    the output layer's weight to pick device and dtype).
+    """
+    from torch.ao.quantization import quantize_dynamic
+
+    model.h = quantize_dynamic(model.h, {nn.Linear}, dtype=torch.qint8)
+    return model
+
+
+def t2s_dtype(model: nn.Module) -> torch.dtype:
+    return model.ar_predict_layer.weight.dtype
+
+
+def load_vits(path: Path, device: torch.device) -> nn.Module:
+    """SoVITS in float32 (its convolutions are not worth half precision on CPU)."""
+    from tts.checkpoint import load_sovits
+    from tts.models.vits import SynthesizerTrn
+
+    return SynthesizerTrn.from_checkpoint(load_sovits(path)).to(device)
+
+
+def decode_batch(gpt: nn.Module, max_batch: int, max_len: int, device: torch.device, dtype: torch.dtype) -> Any:
+    from tts.models.sampling import DecodeBatch
+
+    return DecodeBatch(gpt, max_batch, max_len, device, t2s_dtype(gpt))
+
+
+def sampling_params(**kw: Any) -> Any:
+    from tts.models.sampling import SamplingParams
+
+    return SamplingParams(**kw)
+
+
+def load_ssl(folder: Path | None, device: torch.device) -> Any:
+    if folder is None:
+        raise TTSError("no HuBERT folder configured (needed for a reference with ref_text)")
+    from tts.models.ssl import SSLModel
+
+    return SSLModel.from_dir(folder).to(device)
+
+
+def load_bert(folder: Path | None, device: torch.device) -> Any:
+    if folder is None:
+        raise TTSError("no BERT folder configured (needed for Chinese text)")
+    from tts.models.bert import BertFeatures
+
+    return BertFeatures.from_dir(folder).to(device)
+
+
+# ---- reference features ------------------------------------------------------------------------
+def load_reference(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(wav32k, wav16k) float32 1-D tensors, validated (ReferenceAudioError)."""
+    from tts.audio import load_reference as _load
+
+    w32, w16 = _load(path)
+    return torch.as_tensor(np.asarray(w32), dtype=torch.float32), torch.as_tensor(np.asarray(w16), dtype=torch.float32)
+
+
+def spectrogram(wav32k: torch.Tensor) -> torch.Tensor:
+    from tts.audio import spectrogram as _spec
+
+    return torch.as_tensor(_spec(wav32k), dtype=torch.float32)
+
+
+def style(vits: nn.Module, specs: list[torch.Tensor]) -> np.ndarray:
+    """ge as float32 [gin]: the mean style vector over the reference spectrograms."""
+    dev = next(vits.parameters()).device
+    ge = vits.style([s.to(dev) for s in specs])  # [1, gin, 1]
+    return ge.reshape(-1).float().cpu().numpy()
+
+
+def prompt_tokens(ssl: Any, vits: nn.Module, wav16k: torch.Tensor) -> np.ndarray:
+    """Prompt semantic tokens [P] of a 16 kHz clip (HuBERT -> ssl_proj -> codebook)."""
+    dev = next(vits.parameters()).device
+    pad = torch.zeros(int(HUBERT_PAD_SECONDS * 32000), dtype=wav16k.dtype)
+    feats = ssl(torch.cat([wav16k, pad]).to(dev))  # [1, 768, T]
+    codes = vits.extract_latent(feats)  # [1, 1, T/2]
+    return codes.reshape(-1).long().cpu().numpy()
+
+
+# ---- frontend --------------------------------------------------------------------------------
+def to_segments(text: str, lang: str) -> list:
+    from tts.frontend import to_segments as _to_segments
+
+    return _to_segments(text, lang)
+
+
+def bert(model: Any, segment: Any) -> np.ndarray:
+    feats = model(segment.norm_text, segment.word2ph)  # [1024, n_phones]
+    return torch.as_tensor(feats).float().cpu().numpy()
+
+
+# ---- vocoder ---------------------------------------------------------------------------------
+class ChunkVocoder:
+    """Streaming SoVITS decode of one sentence: call with each new token chunk; `final` flushes.
+
+    Seeded: the latent noise comes from a generator seeded per sentence, so a request's
+    audio does not depend on what else the worker is doing.
+    """
+
+    def __init__(self, vits: nn.Module, phones: torch.Tensor, ge: torch.Tensor, speed: float,
+                 noise_scale: float, seed: int, device: torch.device):
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(int(seed))
+        ge = ge.reshape(1, -1, 1).to(device)
+        self._dec = vits.decode_streaming(phones.reshape(1, -1).to(device), ge, noise_scale=noise_scale,
+                                          speed=speed, generator=gen)
+
+    def __call__(self, tokens: list[int], final: bool) -> np.ndarray:
+        parts = []
+        if tokens:
+            parts.append(self._dec.push(tokens))
+        if final:
+            parts.append(self._dec.finish())
+        if not parts:
+            return np.zeros(0, np.float32)
+        out = torch.cat([p.reshape(-1) for p in parts]).float().cpu().numpy()
+        return np.clip(out, -1.0, 1.0)
