@@ -1,0 +1,703 @@
+// chat2audio web page: live voice chat over WS /ws and a TTS-only "Speech" tab.
+// Plain ES module, no build step. Protocol: docs/protocol.md.
+import { Player, decodePcm16 } from "./player.js";
+import { api, apiKey, setApiKey, friendlyError, wsUrl, onKeyNeeded } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+const LS_SESSION = "chat2audio.session_id";
+const LS_PREFS = "chat2audio.prefs";
+const LS_LOG = "chat2audio.log";
+const LOG_KEEP = 60;
+
+const state = {
+  ws: null,
+  connected: false,
+  connState: "connecting",
+  retry: 0,
+  retryTimer: 0,
+  sessionId: null,
+  sampleRate: 32000,
+  persona: "",
+  speaker: "",
+  personas: [],
+  turns: [], // Turn records, oldest first
+  current: null, // the Turn receiving events
+  pendingSend: null, // {text, at} between input.text and turn.started
+  lastError: null,
+  fresh: false, // next connection starts a new session instead of resuming
+};
+const player = new Player();
+
+// ---------------------------------------------------------------- status for tests
+
+function turnSnapshot(t) {
+  return {
+    turnId: t.turnId,
+    userText: t.userText,
+    text: t.raw,
+    sentences: [...t.sentences.values()].map((s) => ({
+      index: s.index, text: s.text, chunks: s.chunks, audioMs: s.audioMs, done: s.done,
+    })),
+    audioChunksScheduled: t.chunks.length,
+    scheduledMs: Math.round(t.chunks.reduce((a, c) => a + c.duration, 0) * 1000),
+    playedMs: Math.round(playedMs(t)),
+    firstAudioMs: t.firstAudioMs,
+    interrupted: t.interrupted,
+    done: t.done,
+  };
+}
+
+Object.defineProperty(window, "chat2audioStatus", {
+  get() {
+    return deepFreeze({
+      connected: state.connected,
+      connection: state.connState,
+      sessionId: state.sessionId,
+      persona: state.persona,
+      speaker: state.speaker,
+      sampleRate: state.sampleRate,
+      turns: state.turns.map(turnSnapshot),
+      playing: player.busy(),
+      speakingSentence: speakingSentence()?.index ?? null,
+      lastError: state.lastError,
+    });
+  },
+});
+
+function deepFreeze(o) {
+  for (const v of Object.values(o)) if (v && typeof v === "object") deepFreeze(v);
+  return Object.freeze(o);
+}
+
+// ---------------------------------------------------------------- errors
+
+function showError(err) {
+  state.lastError = { code: err.code || "error", message: err.message || String(err) };
+  $("error-text").textContent = friendlyError(state.lastError);
+  $("error").hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+}
+
+// ---------------------------------------------------------------- connection
+
+function setConn(s, text) {
+  state.connState = s;
+  state.connected = s === "connected";
+  $("conn").dataset.state = s;
+  $("conn-text").textContent = text;
+}
+
+function connect() {
+  clearTimeout(state.retryTimer);
+  setConn("connecting", "Connecting…");
+  let opened = false;
+  const ws = new WebSocket(wsUrl("ws"));
+  state.ws = ws;
+  ws.onopen = () => {
+    opened = true;
+    state.retry = 0;
+  };
+  ws.onmessage = (m) => {
+    if (ws !== state.ws) return;
+    let ev;
+    try {
+      ev = JSON.parse(m.data);
+    } catch (_e) {
+      return; // binary frames are not requested by this page
+    }
+    handleEvent(ev);
+  };
+  ws.onclose = (e) => {
+    if (ws !== state.ws) return;
+    state.ws = null;
+    abandonTurn();
+    if (e.code === 4401 || e.code === 1008) return askKeyThenReconnect();
+    if (!opened) {
+      // The handshake failed: find out whether a key is what is missing.
+      api("speakers").then(scheduleReconnect, scheduleReconnect);
+      return;
+    }
+    scheduleReconnect();
+  };
+}
+
+function scheduleReconnect() {
+  if (state.ws) return;
+  const delay = Math.min(10000, 500 * 2 ** state.retry++);
+  setConn("reconnecting", `Disconnected, retrying in ${Math.ceil(delay / 1000)} s…`);
+  state.retryTimer = setTimeout(connect, delay);
+}
+
+function askKeyThenReconnect() {
+  setConn("offline", "API key needed");
+  onKeyNeeded();
+}
+
+function reconnectNow(fresh = false) {
+  state.fresh = fresh;
+  const ws = state.ws;
+  state.ws = null;
+  if (ws) ws.close();
+  abandonTurn();
+  state.retry = 0;
+  connect();
+}
+
+function send(ev) {
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return false;
+  state.ws.send(JSON.stringify(ev));
+  return true;
+}
+
+// ---------------------------------------------------------------- server events
+
+const handlers = {
+  "session.created": onSession,
+  "session.updated": onSession,
+  "turn.started": onTurnStarted,
+  "text.delta": (ev) => withTurn(ev, (t) => appendText(t, ev.delta)),
+  sentence: (ev) => withTurn(ev, (t) => onSentence(t, ev)),
+  audio: (ev) => withTurn(ev, (t) => onAudio(t, ev)),
+  "sentence.done": (ev) => withTurn(ev, (t) => onSentenceDone(t, ev)),
+  "turn.done": (ev) => withTurn(ev, (t) => onTurnDone(t, ev)),
+  error: onServerError,
+};
+
+function handleEvent(ev) {
+  const h = handlers[ev.type];
+  if (h) h(ev);
+}
+
+function onSession(ev) {
+  const created = ev.type === "session.created";
+  if (ev.sample_rate) state.sampleRate = ev.sample_rate;
+  if (created) setConn("connected", "Connected");
+  const stored = localStorage.getItem(LS_SESSION);
+  const prefs = loadPrefs();
+  if (created) {
+    const update = {};
+    if (stored && stored !== ev.session_id && !state.fresh) update.session_id = stored;
+    if (prefs.persona && prefs.persona !== ev.persona) update.persona = prefs.persona;
+    if (prefs.speaker && prefs.speaker !== ev.speaker) update.speaker = prefs.speaker;
+    state.fresh = false;
+    if (Object.keys(update).length) send({ type: "session.update", ...update });
+    if (update.session_id) return; // wait for session.updated to adopt the resumed id
+  }
+  if (ev.session_id && ev.session_id !== state.sessionId) {
+    if (state.sessionId && localStorage.getItem(LS_SESSION) !== ev.session_id) clearLog();
+    state.sessionId = ev.session_id;
+    localStorage.setItem(LS_SESSION, ev.session_id);
+  }
+  if (ev.persona) setPicker("persona", ev.persona);
+  if (ev.speaker) setPicker("speaker", ev.speaker);
+}
+
+function onServerError(ev) {
+  const t = ev.turn_id ? findTurn(ev.turn_id) : null;
+  if (ev.code === "unknown_session" || ev.code === "session_not_found") {
+    localStorage.removeItem(LS_SESSION); // the server forgot it: keep the new one
+    return;
+  }
+  if (t && !t.done) t.el.classList.add("failed");
+  if (!ev.turn_id && state.pendingSend) {
+    state.pendingSend = null;
+    updateButtons();
+  }
+  showError(ev);
+}
+
+function findTurn(id) {
+  return state.turns.find((t) => t.turnId === id) || null;
+}
+
+function withTurn(ev, fn) {
+  const t = findTurn(ev.turn_id);
+  if (!t) return;
+  if (t.interrupted && ev.type !== "turn.done") return; // stale after barge-in
+  fn(t);
+  updateButtons();
+}
+
+// ---------------------------------------------------------------- turns
+
+function onTurnStarted(ev) {
+  const p = state.pendingSend;
+  state.pendingSend = null;
+  const t = {
+    turnId: ev.turn_id,
+    userText: p ? p.text : "",
+    sentAt: p ? p.at : performance.now(),
+    raw: "",
+    marks: [], // {index, start, end} ranges of raw text per spoken sentence
+    cursor: 0,
+    sentences: new Map(),
+    chunks: [], // {start, duration, index}
+    firstAudioMs: null,
+    interrupted: false,
+    done: false,
+    el: null,
+  };
+  t.el = addMessage("assistant", "");
+  t.el.setAttribute("aria-busy", "true");
+  state.turns.push(t);
+  if (state.turns.length > 50) state.turns.shift();
+  state.current = t;
+  player.resetStream();
+  updateButtons();
+}
+
+function appendText(t, delta) {
+  t.raw += delta;
+  renderTurn(t);
+}
+
+function onSentence(t, ev) {
+  const s = { index: ev.index, text: ev.text, emotion: ev.emotion || null, start: null, end: null, chunks: 0, audioMs: null, done: false };
+  t.sentences.set(ev.index, s);
+  const needle = (ev.text || "").trim();
+  let at = needle ? t.raw.indexOf(needle, t.cursor) : -1;
+  if (at >= 0) {
+    t.marks.push({ index: ev.index, start: at, end: at + needle.length });
+    t.cursor = at + needle.length;
+    renderTurn(t);
+  }
+}
+
+function onAudio(t, ev) {
+  if (t.firstAudioMs === null) {
+    t.firstAudioMs = Math.round(performance.now() - t.sentAt);
+    setMeta(t, `first audio ${t.firstAudioMs} ms`);
+  }
+  const samples = decodePcm16(ev.data);
+  if (!samples.length) return;
+  const { start, duration } = player.schedule(samples, ev.sample_rate || state.sampleRate);
+  t.chunks.push({ start, duration, index: ev.index });
+  let s = t.sentences.get(ev.index);
+  if (!s) {
+    s = { index: ev.index, text: "", start: null, end: null, chunks: 0, audioMs: null, done: false };
+    t.sentences.set(ev.index, s);
+  }
+  if (s.start === null) s.start = start;
+  s.end = start + duration;
+  s.chunks += 1;
+}
+
+function onSentenceDone(t, ev) {
+  const s = t.sentences.get(ev.index);
+  if (s) {
+    s.done = true;
+    s.audioMs = ev.audio_ms;
+  }
+}
+
+function onTurnDone(t, ev) {
+  t.done = true;
+  t.interrupted = t.interrupted || !!ev.interrupted;
+  t.el.setAttribute("aria-busy", "false");
+  if (!t.raw && ev.text) appendText(t, ev.text);
+  if (t.interrupted) markInterrupted(t);
+  saveLog();
+  updateButtons();
+}
+
+function abandonTurn() {
+  const t = state.current;
+  state.pendingSend = null;
+  if (t && !t.done) {
+    t.done = true;
+    t.el.setAttribute("aria-busy", "false");
+    t.el.classList.add("failed");
+    setMeta(t, "connection lost");
+  }
+  updateButtons();
+}
+
+function playedMs(t) {
+  const now = player.now();
+  let ms = 0;
+  for (const c of t.chunks) ms += Math.max(0, Math.min(now - c.start, c.duration)) * 1000;
+  return ms;
+}
+
+function turnActive() {
+  const t = state.current;
+  return !!state.pendingSend || (t && !t.interrupted && (!t.done || player.busy()));
+}
+
+/** Barge-in: silence now, tell the server what was heard, then stop the turn. */
+function interrupt() {
+  const t = state.current;
+  if (state.pendingSend && !t) state.pendingSend = null;
+  if (!t || t.interrupted) {
+    player.stopAll();
+    updateButtons();
+    return;
+  }
+  const heard = Math.round(playedMs(t));
+  player.stopAll();
+  t.interrupted = true;
+  t.stoppedAt = player.now();
+  send({ type: "playback", turn_id: t.turnId, played_ms: heard });
+  if (!t.done) send({ type: "interrupt" });
+  markInterrupted(t);
+  updateButtons();
+}
+
+function markInterrupted(t) {
+  t.el.classList.add("interrupted");
+  const stop = t.stoppedAt ?? player.now();
+  for (const m of t.marks) {
+    const s = t.sentences.get(m.index);
+    if (!s || s.start === null || s.start >= stop) m.unspoken = true;
+  }
+  renderTurn(t);
+  const ttfa = t.firstAudioMs === null ? "" : ` · first audio ${t.firstAudioMs} ms`;
+  setMeta(t, `interrupted${ttfa}`);
+}
+
+function speakingSentence() {
+  const t = state.current;
+  if (!t || t.interrupted) return null;
+  const now = player.now();
+  for (const s of t.sentences.values()) if (s.start !== null && s.start <= now && now < s.end) return s;
+  return null;
+}
+
+// ---------------------------------------------------------------- conversation view
+
+function addMessage(role, text) {
+  $("log-hint")?.remove();
+  const el = document.createElement("article");
+  el.className = `msg ${role}`;
+  const who = document.createElement("h2");
+  who.className = "who";
+  who.textContent = role === "user" ? "You" : personaLabel();
+  const body = document.createElement("p");
+  body.className = "body";
+  body.textContent = text;
+  const meta = document.createElement("p");
+  meta.className = "meta";
+  el.append(who, body, meta);
+  $("log").append(el);
+  el.scrollIntoView({ block: "end" });
+  return el;
+}
+
+function setMeta(t, text) {
+  t.el.querySelector(".meta").textContent = text;
+}
+
+function renderTurn(t) {
+  const body = t.el.querySelector(".body");
+  const frag = document.createDocumentFragment();
+  let pos = 0;
+  for (const m of t.marks) {
+    if (m.start > pos) frag.append(t.raw.slice(pos, m.start));
+    const span = document.createElement("span");
+    span.className = "sent" + (m.unspoken ? " unspoken" : "") + (lastSpoken === `${t.turnId}:${m.index}` ? " speaking" : "");
+    span.dataset.index = m.index;
+    span.textContent = t.raw.slice(m.start, m.end);
+    frag.append(span);
+    pos = m.end;
+  }
+  const tail = t.raw.slice(pos);
+  if (tail && t.interrupted && t.done) {
+    const span = document.createElement("span");
+    span.className = "unspoken";
+    span.textContent = tail;
+    frag.append(span);
+  } else {
+    frag.append(tail);
+  }
+  body.replaceChildren(frag);
+  const log = $("log");
+  if (log.scrollHeight - log.scrollTop - log.clientHeight < 120) log.scrollTop = log.scrollHeight;
+}
+
+let lastSpoken = null;
+function tick() {
+  const s = speakingSentence();
+  const key = s ? `${state.current.turnId}:${s.index}` : null;
+  if (key !== lastSpoken) {
+    document.querySelectorAll(".sent.speaking").forEach((el) => el.classList.remove("speaking"));
+    if (s) state.current.el.querySelector(`.sent[data-index="${s.index}"]`)?.classList.add("speaking");
+    $("speaking").textContent = s ? `Speaking: ${s.text}` : "";
+    lastSpoken = key;
+  }
+  updateButtons();
+}
+
+function updateButtons() {
+  $("stop").disabled = !turnActive();
+}
+
+function personaLabel() {
+  const p = state.personas.find((x) => x.id === state.persona);
+  return p ? p.label : state.persona || "Character";
+}
+
+function saveLog() {
+  const items = [...$("log").querySelectorAll(".msg")].slice(-LOG_KEEP).map((el) => ({
+    role: el.classList.contains("user") ? "user" : "assistant",
+    who: el.querySelector(".who").textContent,
+    text: el.querySelector(".body").textContent,
+  }));
+  localStorage.setItem(LS_LOG, JSON.stringify({ session: state.sessionId, items }));
+}
+
+function restoreLog() {
+  let saved;
+  try {
+    saved = JSON.parse(localStorage.getItem(LS_LOG) || "null");
+  } catch (_e) {
+    return;
+  }
+  if (!saved || saved.session !== localStorage.getItem(LS_SESSION)) return;
+  for (const it of saved.items || []) {
+    const el = addMessage(it.role, it.text);
+    el.querySelector(".who").textContent = it.who;
+    el.classList.add("restored");
+  }
+}
+
+function clearLog() {
+  $("log").replaceChildren();
+  localStorage.removeItem(LS_LOG);
+}
+
+// ---------------------------------------------------------------- composer
+
+function submitMessage() {
+  const input = $("input");
+  const text = input.value.trim();
+  if (!text) return;
+  player.unlock(state.sampleRate);
+  if (turnActive()) interrupt();
+  if (!send({ type: "input.text", text })) {
+    showError({ code: "not_connected", message: "Not connected to the server yet." });
+    return;
+  }
+  clearError();
+  state.pendingSend = { text, at: performance.now() };
+  addMessage("user", text);
+  saveLog();
+  input.value = "";
+  updateButtons();
+}
+
+function setupComposer() {
+  const input = $("input");
+  $("chat-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    submitMessage();
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      submitMessage();
+    }
+  });
+  // Typing while the character speaks interrupts it (barge-in).
+  input.addEventListener("input", () => {
+    if (input.value.trim() && turnActive() && state.current && !state.current.interrupted) interrupt();
+  });
+  $("stop").addEventListener("click", () => {
+    interrupt();
+    input.focus();
+  });
+  $("new-chat").addEventListener("click", () => {
+    localStorage.removeItem(LS_SESSION);
+    state.sessionId = null;
+    player.stopAll();
+    clearLog();
+    reconnectNow(true);
+  });
+}
+
+// ---------------------------------------------------------------- personas and speakers
+
+function loadPrefs() {
+  try {
+    return JSON.parse(localStorage.getItem(LS_PREFS) || "{}");
+  } catch (_e) {
+    return {};
+  }
+}
+
+function savePrefs(patch) {
+  localStorage.setItem(LS_PREFS, JSON.stringify({ ...loadPrefs(), ...patch }));
+}
+
+function setPicker(kind, id) {
+  state[kind] = id;
+  for (const sel of kind === "speaker" ? [$("speaker"), $("tts-speaker")] : [$("persona")]) {
+    if (![...sel.options].some((o) => o.value === id)) sel.append(new Option(id, id));
+    if (sel.id !== "tts-speaker" || !sel.dataset.touched) sel.value = id;
+  }
+}
+
+/** Lists come as arrays of ids or objects, possibly wrapped ({personas: [...]}, {data: [...]}). */
+function normalizeList(body) {
+  let list = body;
+  if (!Array.isArray(list) && list && typeof list === "object") {
+    const key = ["personas", "speakers", "voices", "data", "items"].find((k) => Array.isArray(list[k]));
+    list = key ? list[key] : Object.entries(list).map(([id, v]) => ({ id, ...(typeof v === "object" ? v : {}) }));
+  }
+  return (list || []).map((x) => {
+    if (typeof x === "string") return { id: x, label: x };
+    const id = x.id ?? x.name ?? x.speaker ?? x.voice_id;
+    return { id, label: x.display_name || x.name || id, speaker: x.speaker || x.default_speaker || x.voice || null };
+  });
+}
+
+function fillSelect(sel, items, current) {
+  sel.replaceChildren(...items.map((it) => new Option(it.label === it.id ? it.id : `${it.label} (${it.id})`, it.id)));
+  if (current && items.some((it) => it.id === current)) sel.value = current;
+}
+
+async function loadLists() {
+  const prefs = loadPrefs();
+  try {
+    const [personas, speakers] = await Promise.all([api("personas"), api("speakers")]);
+    state.personas = normalizeList(await personas.json());
+    const speakerList = normalizeList(await speakers.json());
+    fillSelect($("persona"), state.personas, state.persona || prefs.persona);
+    fillSelect($("speaker"), speakerList, state.speaker || prefs.speaker);
+    fillSelect($("tts-speaker"), speakerList, state.speaker || prefs.speaker);
+  } catch (e) {
+    if (e.code !== "unauthorized") showError(e); // the key prompt says it already
+  }
+}
+
+function setupPickers() {
+  $("persona").addEventListener("change", (e) => {
+    const id = e.target.value;
+    state.persona = id;
+    const update = { type: "session.update", persona: id };
+    const bound = state.personas.find((p) => p.id === id)?.speaker;
+    if (bound && [...$("speaker").options].some((o) => o.value === bound)) {
+      setPicker("speaker", bound);
+      update.speaker = bound;
+    }
+    savePrefs({ persona: id, speaker: state.speaker });
+    send(update);
+  });
+  $("speaker").addEventListener("change", (e) => {
+    state.speaker = e.target.value;
+    savePrefs({ speaker: state.speaker });
+    send({ type: "session.update", speaker: state.speaker });
+  });
+  $("tts-speaker").addEventListener("change", (e) => (e.target.dataset.touched = "1"));
+}
+
+// ---------------------------------------------------------------- speech tab (TTS only)
+
+let lastUrl = null;
+async function synthesize(e) {
+  e.preventDefault();
+  const fmt = $("tts-format").value;
+  const speaker = $("tts-speaker").value;
+  const num = (id) => Number($(id).value);
+  const body = {
+    text: $("tts-text").value,
+    text_lang: $("tts-lang").value,
+    speaker,
+    speed_factor: num("tts-speed"),
+    top_k: num("tts-topk"),
+    top_p: num("tts-topp"),
+    temperature: num("tts-temp"),
+    seed: num("tts-seed"),
+    media_type: fmt,
+  };
+  const status = $("tts-status");
+  status.textContent = "Synthesizing…";
+  $("tts-go").disabled = true;
+  const t0 = performance.now();
+  try {
+    const r = await api("tts", { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+    const blob = await r.blob();
+    if (lastUrl) URL.revokeObjectURL(lastUrl);
+    lastUrl = URL.createObjectURL(blob);
+    const audio = $("tts-audio");
+    audio.src = lastUrl;
+    audio.hidden = false;
+    const dl = $("tts-download");
+    dl.href = lastUrl;
+    dl.download = `${speaker || "speech"}-${Date.now()}.${fmt}`;
+    dl.hidden = false;
+    status.textContent = `Done in ${Math.round(performance.now() - t0)} ms (${Math.round(blob.size / 1024)} KiB).`;
+    audio.play().catch(() => {});
+  } catch (err) {
+    status.textContent = "Failed.";
+    if (err.code !== "unauthorized") showError(err);
+  } finally {
+    $("tts-go").disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- tabs and settings
+
+function setupTabs() {
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  const select = (tab) => {
+    for (const t of tabs) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", String(on));
+      t.tabIndex = on ? 0 : -1;
+      $(t.getAttribute("aria-controls")).hidden = !on;
+    }
+  };
+  tabs.forEach((tab, i) => {
+    tab.addEventListener("click", () => select(tab));
+    tab.addEventListener("keydown", (e) => {
+      const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+      if (!step) return;
+      const next = tabs[(i + step + tabs.length) % tabs.length];
+      select(next);
+      next.focus();
+    });
+  });
+}
+
+function setupSettings() {
+  $("api-key").value = apiKey();
+  $("settings-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    setApiKey($("api-key").value.trim());
+    $("settings-status").textContent = "Saved.";
+    afterKeyChange();
+  });
+  $("api-key-clear").addEventListener("click", () => {
+    $("api-key").value = "";
+    setApiKey("");
+    $("settings-status").textContent = "Cleared.";
+  });
+  $("error-close").addEventListener("click", clearError);
+}
+
+function afterKeyChange() {
+  clearError();
+  $("api-key").value = apiKey();
+  loadLists();
+  reconnectNow();
+}
+
+// ---------------------------------------------------------------- start
+
+function main() {
+  setupTabs();
+  setupSettings();
+  setupComposer();
+  setupPickers();
+  $("speech-form").addEventListener("submit", synthesize);
+  document.addEventListener("chat2audio:key", afterKeyChange);
+  restoreLog();
+  loadLists();
+  connect();
+  setInterval(tick, 50);
+}
+
+main();
