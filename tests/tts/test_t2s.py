@@ -1,0 +1,133 @@
+"""T2S model: checkpoint loading, static KV cache against an uncached reference, the tiny factory, parity."""
+from __future__ import annotations
+
+import importlib.util
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tts.checkpoint import load_gpt
+from tts.factory import write_tiny_gpt
+from tts.models.sampling import DecodeItem, SamplingParams, decode
+from tts.models.t2s import T2SConfig, T2SModel, prefill_mask, sine_table
+
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+PARITY = SHARED / "parity"
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory) -> Path:
+    return write_tiny_gpt(tmp_path_factory.mktemp("gpt") / "tiny.ckpt", seed=0)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_path) -> T2SModel:
+    return T2SModel.from_checkpoint(load_gpt(tiny_path))
+
+
+def make_item(n_text: int, n_prompt_phones: int, n_prompt: int, seed: int) -> DecodeItem:
+    g = torch.Generator().manual_seed(seed)
+    L = n_text + n_prompt_phones
+    return DecodeItem(torch.randint(0, 732, (L,), generator=g), torch.randn(1024, L, generator=g),
+                      torch.randint(0, 1024, (n_prompt,), generator=g), n_text)
+
+
+def naive_logits(m: T2SModel, phones: torch.Tensor, bert: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """Uncached reference: the whole [text; audio] sequence at once, attention written out by hand."""
+    c, nh = m.cfg.hidden_dim, m.cfg.head
+    L, A = phones.numel(), audio.numel()
+    text = m.ar_text_embedding.word_embeddings.weight[phones] + (bert.T @ m.bert_proj.weight.T + m.bert_proj.bias)
+    text = text + m.ar_text_position.alpha * sine_table(L, c)
+    aud = m.ar_audio_embedding.word_embeddings.weight[audio] + m.ar_audio_position.alpha * sine_table(A, c)
+    x = torch.cat([text, aud])  # (T, C)
+    allowed = prefill_mask(L, A)
+    for layer in m.h.layers:
+        att = layer.self_attn
+        q, k, v = (x @ att.in_proj_weight.T + att.in_proj_bias).split(c, dim=-1)
+        q, k, v = (t.view(-1, nh, c // nh).transpose(0, 1) for t in (q, k, v))  # (nh, T, hs)
+        scores = (q @ k.transpose(1, 2)) / math.sqrt(c // nh)
+        y = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1) @ v
+        x = layer.norm1(x + att.out_proj(y.transpose(0, 1).reshape(-1, c)))
+        x = layer.norm2(x + layer.linear2(torch.relu(layer.linear1(x))))
+    return m.ar_predict_layer(x)  # (T, V)
+
+
+def test_config_from_checkpoint():
+    cfg = T2SConfig.from_checkpoint({"model": {"hidden_dim": 512, "embedding_dim": 512, "head": 16, "n_layer": 24,
+                                               "vocab_size": 1025, "phoneme_vocab_size": 732, "EOS": 1024}})
+    assert (cfg.head_dim, cfg.ffn_dim, cfg.eos) == (32, 2048, 1024)
+    with pytest.raises(ValueError, match="EOS"):
+        T2SConfig.from_checkpoint({"model": {"hidden_dim": 8, "head": 2, "n_layer": 1, "vocab_size": 1025,
+                                             "phoneme_vocab_size": 732, "EOS": 7}})
+
+
+def test_tiny_checkpoint_format_and_strict_load(tiny_path, model):
+    raw = torch.load(tiny_path, map_location="cpu", weights_only=True)
+    assert set(raw) == {"weight", "config", "info"} and raw["info"] == "GPT-e1"
+    assert all(k.startswith("model.") and v.dtype == torch.float16 for k, v in raw["weight"].items())
+    assert len(raw["weight"]) == 6 + 12 * model.cfg.n_layer + 1
+    assert "model.h.layers.1.self_attn.in_proj_weight" in raw["weight"]
+    assert set(model.state_dict()) == {k[len("model."):] for k in raw["weight"]}  # caches are not state
+
+
+def test_tiny_checkpoint_is_deterministic(tmp_path):
+    a = write_tiny_gpt(tmp_path / "a" / "g.ckpt", seed=3).read_bytes()
+    b = write_tiny_gpt(tmp_path / "b" / "g.ckpt", seed=3).read_bytes()
+    c = write_tiny_gpt(tmp_path / "c" / "g.ckpt", seed=4).read_bytes()
+    assert a == b and a != c
+
+
+@pytest.mark.parametrize("n_text,n_pp,n_prompt", [(6, 0, 0), (5, 8, 24), (1, 4, 12)])
+def test_kv_cache_decode_matches_uncached_forward(model, n_text, n_pp, n_prompt):
+    item = make_item(n_text, n_pp, n_prompt, seed=n_text)
+    res = decode(model, item, SamplingParams(top_k=1, early_stop_num=20), record_logits=True)
+    assert res.logits is not None and len(res.logits) >= len(res.tokens) >= 11
+    full = naive_logits(model, item.phones, item.bert, torch.cat([item.prompt, res.tokens]))
+    L, P = item.phones.numel(), n_prompt
+    for i in range(len(res.tokens)):
+        torch.testing.assert_close(res.logits[i], full[L + P + i - 1], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("n_text", [4, 12, 30])
+def test_tiny_gpt_ends_by_eos_at_two_to_four_tokens_per_phone(model, n_text):
+    for item in (make_item(n_text, 0, 0, seed=n_text), make_item(n_text, 10, 30, seed=n_text + 1)):
+        res = decode(model, item, SamplingParams(top_k=15, seed=1))
+        assert res.reason == "eos"
+        assert 2.0 * n_text <= len(res.tokens) <= 4.0 * n_text + 11
+
+
+def test_half_precision_runs(model):
+    m16 = T2SModel(model.cfg)
+    m16.load_state_dict(model.state_dict())
+    res = decode(m16.to(torch.bfloat16), make_item(5, 0, 0, seed=0), SamplingParams(top_k=1))
+    assert res.reason == "eos" and len(res.tokens) >= 11
+
+
+def _load_checker():
+    spec = importlib.util.spec_from_file_location("parity_check", PARITY / "check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not (PARITY / "check.py").exists(), reason="parity set not present")
+def test_parity_gpt_and_symbols():
+    from tts.parity import gpt_outputs
+
+    chk = _load_checker()
+    gpt = np.load(PARITY / "goldens" / "gpt_goldens.npz")
+    sov = np.load(PARITY / "goldens" / "sovits_goldens.npz")
+    (ckpt,) = (PARITY / "ckpt").glob("*.ckpt")
+    with tempfile.TemporaryDirectory() as tmp:
+        gi, _ = chk.write_inputs(gpt, sov, tmp)
+        with np.load(gi) as z:
+            out = gpt_outputs(str(ckpt), {k: z[k] for k in z.files})
+        np.savez(Path(tmp) / "out.npz", **out)
+        report = chk.compare(np.load(Path(tmp) / "out.npz"), gpt, sov)
+    rows = [r for r in report.rows if r[0].startswith(("gpt_", "symbols_"))]
+    assert len(rows) == 13
+    assert [r for r in rows if not r[1]] == []
