@@ -255,9 +255,7 @@ class Engine:
     def _phones_and_bert(self, text: str, lang: str) -> tuple[np.ndarray, np.ndarray, str]:
         """Phone ids [L] and BERT features [1024, L]; BERT only for zh segments."""
         segments = models_io.to_segments(text, lang)
-        ids = [i for s in segments for i in s.ids]
-        if len(ids) < 6 and not text.startswith("."):  # as GPT-SoVITS: too short -> prefix "."
-            return self._phones_and_bert("." + text, lang)
+        ids = [i for s in segments for i in s.ids]  # to_segments already prefixes "." below 6 phones
         need_bert = any(s.lang == "zh" for s in segments) and _HAN.search(text) is not None
         feats = []
         for s in segments:

@@ -18,8 +18,6 @@ from tts.errors import TTSError
 
 log = logging.getLogger(__name__)
 
-HUBERT_PAD_SECONDS = 0.3  # GPT-SoVITS appends 0.3 * 32000 zeros to the 16 kHz clip (0.6 s)
-
 
 # ---- loading ---------------------------------------------------------------------------------
 def load_t2s(path: Path, device: torch.device, dtype: torch.dtype, quant: str = "none") -> nn.Module:
@@ -77,7 +75,9 @@ def load_ssl(folder: Path | None, device: torch.device) -> Any:
         raise TTSError("no HuBERT folder configured (needed for a reference with ref_text)")
     from tts.models.ssl import SSLModel
 
-    return SSLModel.from_dir(folder).to(device)
+    ssl = SSLModel.from_dir(folder)
+    ssl.model.to(device)
+    return ssl
 
 
 def load_bert(folder: Path | None, device: torch.device) -> Any:
@@ -85,7 +85,9 @@ def load_bert(folder: Path | None, device: torch.device) -> Any:
         raise TTSError("no BERT folder configured (needed for Chinese text)")
     from tts.models.bert import BertFeatures
 
-    return BertFeatures.from_dir(folder).to(device)
+    bert = BertFeatures.from_dir(folder)
+    bert.encoder.to(device)
+    return bert
 
 
 # ---- reference features ------------------------------------------------------------------------
@@ -113,8 +115,7 @@ def style(vits: nn.Module, specs: list[torch.Tensor]) -> np.ndarray:
 def prompt_tokens(ssl: Any, vits: nn.Module, wav16k: torch.Tensor) -> np.ndarray:
     """Prompt semantic tokens [P] of a 16 kHz clip (HuBERT -> ssl_proj -> codebook)."""
     dev = next(vits.parameters()).device
-    pad = torch.zeros(int(HUBERT_PAD_SECONDS * 32000), dtype=wav16k.dtype)
-    feats = ssl(torch.cat([wav16k, pad]).to(dev))  # [1, 768, T]
+    feats = ssl(wav16k.to(dev))  # [1, 768, T]; SSLModel appends the reference's 0.6 s of zeros
     codes = vits.extract_latent(feats)  # [1, 1, T/2]
     return codes.reshape(-1).long().cpu().numpy()
 
