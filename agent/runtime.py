@@ -1,0 +1,389 @@
+"""What the service's routes call: the engine, personas, LLM client and sessions, built once per process.
+
+`Runtime.start()` (the app's lifespan) generates the demo models when the embedded default asks for
+them, loads everything, and `stop()` cancels running turns and releases the models. Heavy imports
+(torch, the engine) happen inside `start()`, so importing this module stays cheap.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import numpy as np
+
+from agent import events as ev
+from agent.auth import Authenticator, KeyLimiter
+from agent.config import Settings
+from agent.metrics import Metrics
+from agent.protocol import SpeechRequest, TTSRequest
+from tts.errors import TextTooLongError, TTSError
+from tts.types import LANGUAGES, SynthesisOptions
+
+log = logging.getLogger("chat2audio")
+
+DEMO_NOTICE = ("DEMO WEIGHTS: the embedded default runs tiny randomly initialised models; they make no "
+               "intelligible speech and no meaningful text. See docs/models.md for real weights.")
+DEMO_CHAT_DIR = "demo-chat"
+
+
+class ApiError(Exception):
+    """An error the routes turn into `{"error": {"code", "message"}}` with `status`."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+    @classmethod
+    def from_event(cls, event: ev.ErrorEvent) -> ApiError:
+        status = {"busy": 429, "unknown_speaker": 404, "unknown_persona": 404, "text_too_long": 413}.get(event.code)
+        if status is None:
+            status = 502 if event.code.startswith("llm") or event.code in ("connect_failed", "timeout") else 400
+        return cls(status, event.code, event.message)
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.auth = Authenticator(settings.auth.api_keys, settings.auth.admin_keys)
+        self.limiter = KeyLimiter(settings.limits.max_concurrent_turns_per_key, settings.limits.max_sessions_per_key)
+        self.metrics = Metrics()
+        self.demo = False
+        self.engine: Any = None
+        self.personas: Any = None
+        self.llm: Any = None
+        self.sessions: Any = None
+        self._vllm: Any = None
+        self._llm_model = settings.llm.model
+        self._llm_check: tuple[float, bool, str] = (0.0, False, "not checked")
+        self._tasks: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        s = self.settings
+        s.paths.models_dir.mkdir(parents=True, exist_ok=True)
+        if s.agent.demo:
+            await asyncio.to_thread(self._build_demo)
+        from agent.personas import PersonaRegistry
+        from tts.engine import Engine, EngineConfig
+
+        self.engine = await asyncio.to_thread(Engine, _engine_config(EngineConfig, s))
+        self.personas = PersonaRegistry(s.paths.personas_dir)
+        self.llm = await self._build_llm()
+        self.sessions = self._build_store()
+        self.metrics.bind_queue_depth(lambda: self.engine.health().get("queue_depth", 0))
+        if self.demo:
+            log.warning(DEMO_NOTICE)
+        log.info("ready: %d speakers, %d personas, LLM %s", len(self.engine.speakers()),
+                 len(self.persona_list()), s.llm.backend)
+
+    def _build_demo(self) -> None:
+        from tts.factory import build_demo
+
+        models = self.settings.paths.models_dir
+        if not all((models / n).exists() for n in ("demo-gpt.ckpt", "demo-sovits.pth", "demo-ref.wav")):
+            log.info("generating the demo TTS models into %s (first start)", models)
+        build_demo(models)
+        self.demo = True
+        if self.settings.llm.backend == "transformers" and not self.settings.llm.model:
+            chat = models / DEMO_CHAT_DIR
+            if not (chat / "config.json").exists():
+                from agent.demo_llm import build_tiny_chat_model
+
+                log.info("generating the demo chat model into %s (first start)", chat)
+                build_tiny_chat_model(chat)
+
+    async def _build_llm(self) -> Any:
+        from agent.llm import LLMTimeouts, OpenAIClient, TransformersClient, VLLMServer
+
+        c = self.settings.llm
+        if c.backend == "transformers":
+            folder = Path(c.model) if c.model else self.settings.paths.models_dir / DEMO_CHAT_DIR
+            client = TransformersClient(folder, device=c.device)
+            await asyncio.to_thread(client.load)
+            self._llm_model = str(folder)
+            return client
+        base_url = c.base_url
+        if c.backend == "vllm" and not base_url:
+            if not c.model:
+                raise ValueError("llm.backend=vllm without llm.base_url needs llm.model (a folder or hub id)")
+            self._vllm = VLLMServer(c.vllm_python, c.model, port=c.vllm_port, extra_args=tuple(c.vllm_args))
+            await self._vllm.start()
+            base_url = self._vllm.base_url
+        if not base_url:
+            raise ValueError(f"llm.backend={c.backend} needs llm.base_url (env CHAT2AUDIO_LLM__BASE_URL)")
+        client = OpenAIClient(base_url, model=c.model or "", api_key=c.api_key,
+                              timeouts=LLMTimeouts(read=c.timeout_s))
+        try:
+            self._llm_model = await client.resolve_model()
+        except Exception as e:  # the server may come up later; readiness reports it meanwhile
+            log.warning("LLM at %s not reachable yet: %s", base_url, e)
+        return client
+
+    def _build_store(self) -> Any:
+        from agent.session import SessionStore
+
+        return SessionStore(engine=self.engine, llm=self.llm, personas=self.personas, settings=self.settings)
+
+    async def stop(self) -> None:
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.server.shutdown_grace_s)
+            for t in pending:
+                t.cancel()
+        if self.llm is not None:
+            await self.llm.aclose()
+        if self._vllm is not None:
+            await asyncio.to_thread(self._vllm.stop)
+        if self.engine is not None:
+            self.engine.close()
+
+    # ------------------------------------------------------------------------------- status
+
+    async def health(self) -> dict[str, Any]:
+        llm_ok, llm_detail = await self._llm_reachable()
+        engine = self.engine.health() if self.engine is not None else {}
+        models_loaded = self.engine is not None and bool(engine.get("worker_alive", True))
+        ready = models_loaded and llm_ok
+        report: dict[str, Any] = {
+            "status": "ok" if ready else "degraded", "live": True, "ready": ready, "demo": self.demo,
+            "models_loaded": models_loaded,
+            "llm": {"backend": self.settings.llm.backend, "model": self._llm_model, "reachable": llm_ok,
+                    "detail": llm_detail},
+            "tts": engine, "speakers": len(self.speaker_list()), "personas": len(self.persona_list()),
+            "active_turns": self.limiter.active_turns(),
+        }
+        if self.demo:
+            report["notice"] = DEMO_NOTICE
+        return report
+
+    async def _llm_reachable(self) -> tuple[bool, str]:
+        if self.llm is None:
+            return False, "not started"
+        if self.settings.llm.backend == "transformers":
+            return True, "in-process"
+        at, ok, detail = self._llm_check
+        if time.monotonic() - at < 5.0:
+            return ok, detail
+        try:
+            models = await asyncio.wait_for(self.llm.list_models(), timeout=3.0)
+            ok, detail = True, f"{len(models)} model(s)"
+            if not self._llm_model and models:
+                self._llm_model = await self.llm.resolve_model()
+        except Exception as e:
+            ok, detail = False, f"{type(e).__name__}: {getattr(e, 'message', e)}"
+        self._llm_check = (time.monotonic(), ok, detail)
+        return ok, detail
+
+    def speaker_list(self) -> list[dict[str, Any]]:
+        if self.engine is None:
+            return []
+        out = []
+        for sid in self.engine.speakers():
+            try:
+                sp = self.engine.speaker(sid)
+                out.append({"id": sid, "name": sp.profile.name or sid, "language": sp.profile.target_language,
+                            "emotions": sorted(sp.emotions)})
+            except TTSError as e:
+                out.append({"id": sid, "name": sid, "error": e.message})
+        return out
+
+    def persona_list(self) -> list[dict[str, Any]]:
+        if self.personas is None:
+            return []
+        return [_persona_info(p) for p in self.personas.list()]
+
+    async def reload(self) -> dict[str, Any]:
+        speaker_errors = await asyncio.to_thread(self.engine.reload)
+        persona_errors = self.personas.reload() if hasattr(self.personas, "reload") else {}
+        return {"speakers": self.engine.speakers(), "personas": [p["id"] for p in self.persona_list()],
+                "errors": {"speakers": speaker_errors or {}, "personas": _errors(persona_errors)}}
+
+    # ------------------------------------------------------------------------------- requests
+
+    def check_text(self, text: str, limit: int | None = None) -> None:
+        limit = limit or self.settings.limits.max_text_chars
+        if len(text) > limit:
+            raise TextTooLongError(f"text is {len(text)} characters; the limit is {limit}")
+        if not text.strip():
+            raise ApiError(400, "empty_text", "text is empty")
+
+    def speaker_or_default(self, speaker: str | None) -> Any:
+        return self.engine.speaker(speaker or self.settings.agent.default_speaker)
+
+    def tts_request(self, body: TTSRequest) -> tuple[Any, SynthesisOptions]:
+        self.check_text(body.text)
+        speaker = self.speaker_or_default(body.speaker)
+        if body.text_lang.lower() not in LANGUAGES:
+            from tts.errors import UnsupportedLanguageError
+
+            raise UnsupportedLanguageError(body.text_lang, LANGUAGES)
+        if body.ref_audio_path:
+            speaker = self._with_reference(speaker, body)
+        options = SynthesisOptions(language=body.text_lang.lower(), speed=body.speed_factor, top_k=body.top_k,
+                                   top_p=body.top_p, temperature=body.temperature,
+                                   repetition_penalty=body.repetition_penalty, seed=body.seed,
+                                   stream=body.streaming_mode, split=body.text_split_method != "cut0",
+                                   fragment_interval=body.fragment_interval)
+        return speaker, options
+
+    def _with_reference(self, speaker: Any, body: TTSRequest) -> Any:
+        from tts.speakers import ReferenceSet
+
+        path = self._allowed_path(body.ref_audio_path or "")
+        lang = (body.prompt_lang or speaker.reference.language).lower()
+        if lang not in LANGUAGES:
+            from tts.errors import UnsupportedLanguageError
+
+            raise UnsupportedLanguageError(lang, LANGUAGES)
+        aux = tuple(self._allowed_path(p) for p in body.aux_ref_audio_paths)
+        return dataclasses.replace(speaker, reference=ReferenceSet(path, body.prompt_text, lang, aux))
+
+    def _allowed_path(self, value: str) -> Path:
+        """A reference clip path, confined to the speakers folder and `paths.ref_audio_dirs`."""
+        roots = [self.settings.paths.speakers_dir.resolve(), *(d.resolve() for d in self.settings.paths.ref_audio_dirs)]
+        raw = Path(value)
+        candidates = [raw] if raw.is_absolute() else [r / raw for r in roots]
+        for cand in candidates:
+            real = cand.resolve()
+            if any(real.is_relative_to(r) for r in roots):
+                if real.is_file():
+                    return real
+            elif raw.is_absolute() or ".." in raw.parts:
+                break
+        allowed = ", ".join(str(r) for r in roots)
+        raise ApiError(400, "bad_reference_path",
+                       f"ref_audio_path {value!r} is not a file inside the allowed folders ({allowed})")
+
+    def speech_request(self, body: SpeechRequest) -> tuple[Any, SynthesisOptions]:
+        self.check_text(body.input, limit=4096)
+        voice = body.voice_id()
+        if not voice:
+            raise ApiError(400, "invalid_request", "voice is empty; see GET /v1/audio/voices")
+        return self.engine.speaker(voice), SynthesisOptions(speed=body.speed)
+
+    async def synthesize(self, text: str, speaker: Any, options: SynthesisOptions,
+                         key_id: str) -> AsyncIterator[np.ndarray]:
+        """Audio chunks of `text`; holds one of the key's turn slots while it runs."""
+        with self.limiter.turn(key_id):
+            t0 = time.perf_counter()
+            stream = self.engine.astream(text, speaker, options)
+            seconds, first = 0.0, True
+            self.metrics.active_turns.inc()
+            try:
+                async for chunk in stream:
+                    if first:
+                        self.metrics.time_to_first_audio.observe(time.perf_counter() - t0)
+                        first = False
+                    seconds += len(chunk.pcm) / chunk.sample_rate
+                    yield chunk.pcm
+                if seconds > 0:
+                    self.metrics.rtf.observe((time.perf_counter() - t0) / seconds)
+            finally:
+                self.metrics.active_turns.dec()
+                await _aclose(stream)
+
+    async def synthesize_all(self, text: str, speaker: Any, options: SynthesisOptions, key_id: str) -> np.ndarray:
+        parts = [pcm async for pcm in self.synthesize(text, speaker, options, key_id)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    # ------------------------------------------------------------------------------- sessions
+
+    def open_session(self, session_id: str | None, persona: str | None, speaker: str | None, key_id: str,
+                     update: bool = False) -> Any:
+        """An existing session (same key) or a new one; persona/speaker validated with the valid ones listed."""
+        if speaker is not None:
+            self.engine.speaker(speaker)  # UnknownSpeakerError lists the valid ones
+        if persona is not None:
+            self._check_persona(persona)
+        existing = self.sessions.get(session_id) if session_id and not update else None
+        if existing is not None and persona is None and speaker is None:
+            return existing
+        persona, speaker = self._bind(persona, speaker)
+        return self.sessions.open(session_id=session_id, persona=persona, speaker=speaker, owner=key_id)
+
+    def _bind(self, persona: str | None, speaker: str | None) -> tuple[str, str]:
+        """No persona: the one bound to the speaker, else the default; no speaker: the persona's, else the default."""
+        infos = self.persona_list()
+        if persona is None and speaker is not None:
+            persona = next((p["id"] for p in infos if p.get("speaker") == speaker), None)
+        persona = persona or self.settings.agent.default_persona
+        if speaker is None:
+            speaker = next((p.get("speaker") for p in infos if p["id"] == persona and p.get("speaker")), None)
+        return persona, speaker or self.settings.agent.default_speaker
+
+    def _check_persona(self, persona: str) -> None:
+        known = [p["id"] for p in self.persona_list()]
+        if persona not in known:
+            raise ApiError(404, "unknown_persona", f"unknown persona {persona!r}; available: {', '.join(known) or '(none)'}")
+
+    async def run_turn(self, session: Any, text: str, key_id: str) -> AsyncIterator[ev.Event]:
+        """The turn's events, with per-key limits and metrics; always ends with `turn.done` or `error`."""
+        self.check_text(text)
+        with self.limiter.turn(key_id):
+            t0 = time.perf_counter()
+            first_text = first_audio = True
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.add(task)
+            self.metrics.active_turns.inc()
+            try:
+                async for event in session.run_turn(text):
+                    if first_text and isinstance(event, ev.TextDelta):
+                        self.metrics.llm_first_token.observe(time.perf_counter() - t0)
+                        first_text = False
+                    elif first_audio and isinstance(event, ev.AudioOut):
+                        self.metrics.time_to_first_audio.observe(time.perf_counter() - t0)
+                        first_audio = False
+                    elif isinstance(event, ev.TurnDone):
+                        self.metrics.turns.inc("interrupted" if event.interrupted else "completed")
+                    elif isinstance(event, ev.ErrorEvent):
+                        self.metrics.errors.inc(event.code)
+                    yield event
+            finally:
+                self.metrics.active_turns.dec()
+                if task is not None:
+                    self._tasks.discard(task)
+
+
+async def _aclose(stream: Any) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()
+
+
+def _engine_config(cls: Any, s: Settings) -> Any:
+    """Map settings onto the engine's config dataclass (fields it does not have are skipped)."""
+    values = {"device": s.tts.device, "dtype": s.tts.dtype, "speakers_dir": s.paths.speakers_dir,
+              "models_dir": s.paths.models_dir, "cache_dir": s.paths.cache_dir / "prompts",
+              "bert_dir": s.paths.models_dir / "chinese-roberta-wwm-ext-large",
+              "hubert_dir": s.paths.models_dir / "chinese-hubert-base", "max_batch": s.tts.max_batch,
+              "max_queue": s.tts.max_queue, "first_chunk_tokens": s.tts.first_chunk_tokens,
+              "chunk_tokens": s.tts.chunk_tokens, "max_text_chars": s.limits.max_text_chars}
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names and v is not None})
+
+
+def _persona_info(p: Any) -> dict[str, Any]:
+    if isinstance(p, dict):
+        return p
+    if isinstance(p, str):
+        return {"id": p}
+    info = {"id": getattr(p, "id", None) or getattr(p, "name", "")}
+    for key in ("name", "speaker", "description", "language"):
+        value = getattr(p, key, None)
+        if value is not None:
+            info[key] = value
+    return info
+
+
+def _errors(errors: Any) -> dict[str, str]:
+    if isinstance(errors, dict):
+        return {str(k): str(v) for k, v in errors.items()}
+    if isinstance(errors, (list, tuple)):
+        return {str(i): str(e) for i, e in enumerate(errors)}
+    return {}

@@ -1,0 +1,501 @@
+"""chat2audio service: `create_app(settings) -> FastAPI`, and `python app.py [--config] [--host] [--port]`.
+
+The lifespan builds the TTS engine, persona registry, LLM client and session store once (`runtime.Runtime`
+on `app.state.runtime`); routes validate, call it and map results or typed errors to responses.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+from urllib.parse import quote
+
+import numpy as np
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agent import events as ev
+from agent.auth import AuthError, LimitError, install_log_redaction, is_public, key_from
+from agent.config import ConfigError, Settings, load_settings
+from agent.metrics import CONTENT_TYPE as METRICS_TYPE
+from agent.protocol import (ChatRequest, ErrorBody, InputText, Interrupt, Playback, ProtocolError, SessionUpdate,
+                            SpeechRequest, TTSRequest, audio_message, dumps, parse_client_event, server_message,
+                            validation_message)
+from agent.runtime import ApiError, Runtime
+from tts.encoders import MEDIA_TYPES, StreamEncoder, UnsupportedFormatError, check_format, encode
+from tts.errors import TTSError
+from tts.types import SAMPLE_RATE
+
+log = logging.getLogger("chat2audio")
+
+AUDIO_TYPES = sorted(set(MEDIA_TYPES.values()))
+ERRORS = {code: {"model": ErrorBody, "description": text} for code, text in [
+    (400, "Bad request"), (401, "Missing or invalid API key"), (403, "Forbidden"), (404, "Unknown speaker, persona or route"),
+    (413, "Body or text too long"), (422, "Invalid fields"), (429, "Busy: retry later")]}
+
+
+def _audio_responses(extra: tuple[str, ...] = ()) -> dict[int | str, dict[str, Any]]:
+    content = {t: {"schema": {"type": "string", "format": "binary"}} for t in (*AUDIO_TYPES, *extra)}
+    return {200: {"content": content, "description": "Audio"}, **ERRORS}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+# --------------------------------------------------------------------------------------------- app
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(settings)
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="chat2audio", version="0.1.0", lifespan=lifespan,
+                  description="Roleplay voice chat: a streaming LLM voiced by a GPT-SoVITS-compatible TTS.")
+    app.state.settings = settings
+    _install_middleware(app, settings)
+    _install_error_handlers(app)
+    _add_http_routes(app, settings)
+    _add_ws_route(app)
+    static = settings.paths.static_dir
+    if static.is_dir():
+        app.mount("/static", StaticFiles(directory=static), name="static")
+    return app
+
+
+def _rt(request: Request | WebSocket) -> Runtime:
+    return request.app.state.runtime
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    max_body = settings.limits.max_body_bytes
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Any) -> Response:
+        rt: Runtime | None = getattr(request.app.state, "runtime", None)
+        path = request.url.path
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > max_body):
+            return _count(rt, error_response(413, "body_too_large", f"request body over {max_body} bytes"))
+        if rt is not None and not is_public(path):
+            try:
+                request.state.principal = rt.auth.check(key_from(request.headers),
+                                                        admin=path.startswith("/admin/"))
+            except AuthError as e:
+                headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+                return _count(rt, error_response(e.status, e.code, e.message, headers))
+        response = await call_next(request)
+        if rt is not None:
+            route = request.scope.get("route")
+            rt.metrics.requests.inc(getattr(route, "path", "other"), str(response.status_code))
+        return response
+
+    if settings.server.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins,
+                           allow_credentials=settings.server.cors_allow_credentials,
+                           allow_methods=["*"], allow_headers=["*"],
+                           expose_headers=["X-Session-Id", "X-Reply-Text", "X-Sample-Rate"])
+
+
+def _count(rt: Runtime | None, response: JSONResponse) -> JSONResponse:
+    if rt is not None:
+        rt.metrics.errors.inc(json.loads(response.body)["error"]["code"])
+    return response
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def respond(request: Request, status: int, code: str, message: str) -> JSONResponse:
+        return _count(getattr(request.app.state, "runtime", None), error_response(status, code, message))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errs):
+            return respond(request, 400, "invalid_json", "request body is not valid JSON")
+        parts = []
+        for e in errs[:5]:
+            loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+            parts.append(f"{loc}: {e.get('msg')}")
+        return respond(request, 422, "invalid_request", "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+        return respond(request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(TTSError)
+    async def tts_error(request: Request, exc: TTSError) -> JSONResponse:
+        status = exc.http_status if 400 <= exc.http_status < 500 and exc.http_status != 499 else 400
+        return respond(request, status, exc.code, exc.message)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return respond(request, exc.status, exc.code, exc.message)
+
+    @app.exception_handler(LimitError)
+    async def limit_error(request: Request, exc: LimitError) -> JSONResponse:
+        return respond(request, 429, "busy", exc.message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return respond(request, 500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
+
+
+# --------------------------------------------------------------------------------------------- HTTP routes
+
+
+def _add_http_routes(app: FastAPI, settings: Settings) -> None:
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        page = settings.paths.static_dir / "index.html"
+        if page.is_file():
+            return FileResponse(page, media_type="text/html")
+        return PlainTextResponse("chat2audio is running; API docs at /docs")
+
+    @app.get("/health", summary="Liveness and readiness")
+    async def health(request: Request) -> JSONResponse:
+        report = await _rt(request).health()
+        return JSONResponse(report)
+
+    @app.get("/health/live", summary="Liveness: the process serves requests")
+    async def live() -> dict:
+        return {"live": True}
+
+    @app.get("/health/ready", summary="Readiness: models loaded and LLM reachable (503 otherwise)",
+             responses={503: {"description": "Not ready"}})
+    async def ready(request: Request) -> JSONResponse:
+        report = await _rt(request).health()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics",
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    async def metrics(request: Request) -> Response:
+        return Response(_rt(request).metrics.render(), media_type=METRICS_TYPE)
+
+    @app.get("/speakers", summary="Speakers (voices)", responses=ERRORS)
+    async def speakers(request: Request) -> dict:
+        return {"speakers": _rt(request).speaker_list()}
+
+    @app.get("/personas", summary="Personas (characters)", responses=ERRORS)
+    async def personas(request: Request) -> dict:
+        return {"personas": _rt(request).persona_list()}
+
+    @app.post("/admin/reload", summary="Re-read speakers and personas (admin key)", responses=ERRORS)
+    async def reload(request: Request) -> dict:
+        return await _rt(request).reload()
+
+    @app.post("/chat2audio", summary="One chat turn, answered as audio", responses=_audio_responses())
+    async def chat2audio(body: ChatRequest, request: Request) -> Response:
+        return await _chat2audio(_rt(request), body, _principal(request))
+
+    @app.post("/tts", summary="Text to speech (GPT-SoVITS api_v2 fields)", responses=_audio_responses())
+    async def tts(body: TTSRequest, request: Request) -> Response:
+        rt = _rt(request)
+        speaker, options = rt.tts_request(body)
+        return await _synthesis_response(rt, _principal(request), body.text, speaker, options,
+                                         body.media_type, body.streaming_mode)
+
+    @app.post("/v1/audio/speech", summary="OpenAI-compatible speech",
+              responses=_audio_responses(("text/event-stream",)))
+    async def speech(body: SpeechRequest, request: Request) -> Response:
+        rt = _rt(request)
+        speaker, options = rt.speech_request(body)
+        fmt = {"opus": "ogg"}.get(body.response_format, body.response_format)
+        rate = 24000 if fmt == "pcm" else None  # OpenAI: pcm is 24 kHz s16le
+        check_format(fmt)
+        if body.stream_format == "sse":
+            return await _speech_sse(rt, _principal(request), body.input, speaker, options, fmt, rate)
+        return await _synthesis_response(rt, _principal(request), body.input, speaker, options, fmt,
+                                         stream=fmt != "flac", out_rate=rate)
+
+    @app.get("/v1/audio/voices", summary="OpenAI-style voice list", responses=ERRORS)
+    async def voices(request: Request) -> dict:
+        return {"voices": [{"id": s["id"], "name": s["name"]} for s in _rt(request).speaker_list()]}
+
+    @app.get("/v1/models", summary="Models (for OpenAI clients that list them)", responses=ERRORS)
+    async def models(request: Request) -> dict:
+        return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "chat2audio"}
+                                           for m in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")]}
+
+
+def _principal(request: Request) -> str:
+    p = getattr(request.state, "principal", None)
+    return p.key_id if p is not None else "-"
+
+
+async def _chat2audio(rt: Runtime, body: ChatRequest, key_id: str) -> Response:
+    fmt = check_format(body.format)
+    if body.stream:
+        StreamEncoder(fmt, SAMPLE_RATE)  # raises a clear 400 for a format that cannot stream
+    session = rt.open_session(body.session_id, body.persona, body.speaker, key_id)
+    headers = {"X-Session-Id": session.id, "X-Sample-Rate": str(SAMPLE_RATE)}
+    turn = rt.run_turn(session, body.input, key_id)
+    if not body.stream:
+        pcm, text = await _collect_turn(turn)
+        headers["X-Reply-Text"] = quote(text, safe="")
+        return Response(encode(pcm, SAMPLE_RATE, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
+    first = await _first_audio(turn)
+    return StreamingResponse(_encode_stream(first, turn, StreamEncoder(fmt, SAMPLE_RATE)),
+                             media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+async def _collect_turn(turn: AsyncIterator[ev.Event]) -> tuple[np.ndarray, str]:
+    parts: list[np.ndarray] = []
+    text = ""
+    async for event in turn:
+        if isinstance(event, ev.AudioOut):
+            parts.append(event.pcm)
+        elif isinstance(event, ev.TurnDone):
+            text = event.text
+        elif isinstance(event, ev.ErrorEvent):
+            raise ApiError.from_event(event)
+    return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), text
+
+
+async def _first_audio(turn: AsyncIterator[ev.Event]) -> list[np.ndarray]:
+    """Pull events until the first audio so that errors before it still become 4xx responses."""
+    async for event in turn:
+        if isinstance(event, ev.ErrorEvent):
+            raise ApiError.from_event(event)
+        if isinstance(event, ev.AudioOut):
+            return [event.pcm]
+    return []
+
+
+async def _encode_stream(first: list[np.ndarray], turn: AsyncIterator[ev.Event],
+                         enc: StreamEncoder) -> AsyncIterator[bytes]:
+    try:
+        for pcm in first:
+            yield enc.push(pcm)
+        async for event in turn:
+            if isinstance(event, ev.AudioOut):
+                data = enc.push(event.pcm)
+                if data:
+                    yield data
+            elif isinstance(event, ev.ErrorEvent):
+                log.warning("stream ended early: %s: %s", event.code, event.message)
+                break
+        yield enc.close()
+    finally:
+        await turn.aclose()  # type: ignore[attr-defined]
+
+
+async def _synthesis_response(rt: Runtime, key_id: str, text: str, speaker: Any, options: Any, fmt: str,
+                              stream: bool, out_rate: int | None = None) -> Response:
+    fmt = check_format(fmt)
+    if stream:
+        enc = StreamEncoder(fmt, SAMPLE_RATE, out_rate)
+        chunks = rt.synthesize(text, speaker, options, key_id)
+        first = await _first_chunk(chunks)
+        return StreamingResponse(_chunk_stream(first, chunks, enc), media_type=enc.media_type)
+    pcm = await rt.synthesize_all(text, speaker, options, key_id)
+    return Response(encode(pcm, SAMPLE_RATE, fmt, out_rate), media_type=MEDIA_TYPES[fmt])
+
+
+async def _first_chunk(chunks: AsyncIterator[np.ndarray]) -> list[np.ndarray]:
+    try:
+        return [await chunks.__anext__()]
+    except StopAsyncIteration:
+        return []
+
+
+async def _chunk_stream(first: list[np.ndarray], chunks: AsyncIterator[np.ndarray],
+                        enc: StreamEncoder) -> AsyncIterator[bytes]:
+    try:
+        for pcm in first:
+            yield enc.push(pcm)
+        async for pcm in chunks:
+            data = enc.push(pcm)
+            if data:
+                yield data
+        yield enc.close()
+    except TTSError as e:
+        log.warning("stream ended early: %s: %s", e.code, e.message)
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def _speech_sse(rt: Runtime, key_id: str, text: str, speaker: Any, options: Any, fmt: str,
+                      rate: int | None) -> Response:
+    enc = StreamEncoder(fmt, SAMPLE_RATE, rate)
+    chunks = rt.synthesize(text, speaker, options, key_id)
+    first = await _first_chunk(chunks)
+
+    async def events() -> AsyncIterator[bytes]:
+        async for data in _chunk_stream(first, chunks, enc):
+            if data:
+                delta = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()}
+                yield f"data: {json.dumps(delta)}\n\n".encode()
+        usage = {"input_tokens": len(text), "output_tokens": 0, "total_tokens": len(text)}
+        yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+# --------------------------------------------------------------------------------------------- WebSocket
+
+
+def _add_ws_route(app: FastAPI) -> None:
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        rt = _rt(websocket)
+        await websocket.accept()
+        try:
+            principal = rt.auth.check(key_from(websocket.headers, websocket.query_params))
+        except AuthError as e:
+            await websocket.send_text(dumps({"type": "error", "code": e.code, "message": e.message}))
+            await websocket.close(code=4401 if e.status == 401 else 4403)
+            return
+        try:
+            with rt.limiter.connection(principal.key_id):
+                await Connection(rt, websocket, principal.key_id).serve()
+        except LimitError as e:
+            await websocket.send_text(dumps({"type": "error", "code": "busy", "message": e.message}))
+            await websocket.close(code=1013)
+
+
+class Connection:
+    """One WebSocket conversation: a reader (this coroutine), a sender task draining a bounded queue
+    (back-pressure: a slow client makes the turn wait, memory stays bounded) and at most one turn task."""
+
+    def __init__(self, rt: Runtime, websocket: WebSocket, key_id: str):
+        self.rt, self.ws, self.key_id = rt, websocket, key_id
+        self.queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(rt.settings.limits.ws_send_queue)
+        self.transport = "base64"
+        self.session = rt.open_session(None, None, None, key_id)
+        self.turn: asyncio.Task | None = None
+
+    async def serve(self) -> None:
+        sender = asyncio.create_task(self._send_loop())
+        self.rt.metrics.active_sessions.inc()
+        try:
+            await self._emit({"type": "session.created", **self._session_info()})
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text") if message.get("text") is not None else message.get("bytes")
+                await self._handle(raw or "")
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            self.rt.metrics.active_sessions.dec()
+            await self._stop_turn()
+            sender.cancel()
+
+    def _session_info(self) -> dict[str, Any]:
+        s = self.session
+        return {"session_id": s.id, "persona": s.persona_id, "speaker": s.speaker_id,
+                "sample_rate": SAMPLE_RATE, "format": "pcm16", "audio_transport": self.transport}
+
+    async def _emit(self, message: dict[str, Any] | str | bytes) -> None:
+        await self.queue.put(dumps(message) if isinstance(message, dict) else message)
+
+    async def _send_loop(self) -> None:
+        while True:
+            item = await self.queue.get()
+            try:
+                if isinstance(item, bytes):
+                    await self.ws.send_bytes(item)
+                elif item is not None:
+                    await self.ws.send_text(item)
+            except Exception:  # the client is gone; the reader loop ends the connection
+                return
+
+    async def _handle(self, raw: str | bytes) -> None:
+        try:
+            event = parse_client_event(raw)
+            if isinstance(event, InputText):
+                await self._stop_turn()
+                self.rt.check_text(event.text)
+                self.turn = asyncio.create_task(self._run_turn(event.text))
+            elif isinstance(event, Interrupt):
+                await self._stop_turn()
+            elif isinstance(event, Playback):
+                self.session.playback(event.turn_id, event.played_ms)
+            elif isinstance(event, SessionUpdate):
+                await self._update(event)
+        except ProtocolError as e:
+            await self._emit({"type": "error", "code": e.code, "message": e.message})
+        except (ApiError, TTSError, LimitError) as e:
+            code = getattr(e, "code", "error")
+            await self._emit({"type": "error", "code": code, "message": getattr(e, "message", str(e))})
+
+    async def _update(self, event: SessionUpdate) -> None:
+        if event.session_id or event.persona or event.speaker:
+            await self._stop_turn()
+            self.session = self.rt.open_session(event.session_id or self.session.id,
+                                                event.persona or (None if event.session_id else self.session.persona_id),
+                                                event.speaker or (None if event.session_id else self.session.speaker_id),
+                                                self.key_id, update=True)
+        if event.audio_transport:
+            self.transport = event.audio_transport
+        await self._emit({"type": "session.updated", **self._session_info()})
+
+    async def _run_turn(self, text: str) -> None:
+        try:
+            async for event in self.rt.run_turn(self.session, text, self.key_id):
+                if isinstance(event, ev.AudioOut):
+                    await self._emit(audio_message(event, self.transport))
+                else:
+                    await self._emit(server_message(event))
+        except (ApiError, TTSError, LimitError) as e:
+            await self._emit({"type": "error", "code": e.code, "message": e.message})
+
+    async def _stop_turn(self) -> None:
+        """Interrupt the running turn and wait until its `turn.done` is queued."""
+        task, self.turn = self.turn, None
+        if task is None or task.done():
+            return
+        self.session.interrupt()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=3.0)
+        except (asyncio.TimeoutError, Exception):
+            task.cancel()
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python app.py [--config FILE] [--host H] [--port P]`: serve with uvicorn."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="chat2audio voice-chat service")
+    parser.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/default.yaml)")
+    parser.add_argument("--host", default=None, help="bind address (default: server.host, 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: server.port, 8000)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config, cli={"server.host": args.host, "server.port": args.port})
+    except ConfigError as e:
+        raise SystemExit(f"chat2audio: {e}") from None
+    logging.basicConfig(level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+    uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
+                log_level=settings.server.log_level, timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) + 1)
+
+
+if __name__ == "__main__":
+    main()
