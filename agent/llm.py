@@ -387,17 +387,18 @@ class _DeltaStreamer:
             return
         self.tokens.extend(int(t) for t in value.reshape(-1).tolist())
         text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            return
-        if len(text) > self.sent:
-            self.emit(text[self.sent:])
-            self.sent = len(text)
+        if not text.endswith("\ufffd"):  # else: an incomplete UTF-8 sequence; wait for its next bytes
+            self._emit_new(text)
 
     def end(self) -> None:
-        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        self._emit_new(self.tokenizer.decode(self.tokens, skip_special_tokens=True))
+
+    def _emit_new(self, text: str) -> None:
         if len(text) > self.sent:
-            self.emit(text[self.sent:])
+            new = text[self.sent:].replace("\ufffd", "")  # bytes that never formed a character
             self.sent = len(text)
+            if new:
+                self.emit(new)
 
 
 @dataclass
