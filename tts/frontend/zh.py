@@ -128,8 +128,13 @@ def _word_syllables(word: str, pos: str, readings: tuple[list[str], list[str]]) 
         pairs = [_pypinyin_word(ch) for ch in word]
         initials = [p[0][0] if p[0] else ch for p, ch in zip(pairs, word)]
         finals = [p[1][0] if p[1] else ch for p, ch in zip(pairs, word)]
-    finals = tone_sandhi.modified_tone(word, pos, list(finals))
-    finals = _merge_erhua(list(initials), finals, word, pos)
+    try:
+        finals = tone_sandhi.modified_tone(word, pos, list(finals))
+        finals = _merge_erhua(list(initials), finals, word, pos)
+    except IndexError:
+        # A syllable without a final (e.g. 噷 "hm"): the reference fails here; keep dictionary tones.
+        log.debug("tone sandhi skipped for %r", word)
+        finals = list(finals)
     return list(zip(initials, finals))
 
 

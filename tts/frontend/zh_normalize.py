@@ -128,8 +128,8 @@ RE_TEMPERATURE = re.compile(_NUM + r"(°C|℃|度|摄氏度)")
 
 
 def _temperature(m: re.Match) -> str:
-    unit = "摄氏度" if m.group(3) == "摄氏度" else "度"
-    return ("零下" if m.group(1) else "") + number(m.group(2)) + unit
+    # Every unit, 摄氏度 included, reads "度" (the reference compares the wrong group).
+    return ("零下" if m.group(1) else "") + number(m.group(2)) + "度"
 
 
 # Plain substring replacement, in this order ("mm" is never reached: "m" comes first).
