@@ -157,15 +157,12 @@ def check_problems(settings: Settings) -> list[str]:
         from agent.personas import PersonaRegistry
 
         registry = PersonaRegistry(settings.paths.personas_dir)
-        errors = getattr(registry, "errors", {}) or {}
-        for where, err in (errors.items() if isinstance(errors, dict) else enumerate(errors)):
-            problems.append(f"persona {where}: {err}")
+        problems += [f"persona {err}" for err in registry.errors]
         ids = []
         for p in registry.list():
-            pid = getattr(p, "id", p)
+            pid, sp = p.name, p.speaker
             ids.append(pid)
-            sp = getattr(p, "speaker", None)
-            if sp and sp not in speaker_ids:
+            if sp not in speaker_ids:
                 problems.append(f"persona {pid}: speaker {sp!r} not found; available: {', '.join(speaker_ids)}")
         if settings.agent.default_persona not in ids:
             problems.append(f"agent.default_persona {settings.agent.default_persona!r} not found; available: {', '.join(map(str, ids))}")

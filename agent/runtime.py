@@ -199,9 +199,9 @@ class Runtime:
 
     async def reload(self) -> dict[str, Any]:
         speaker_errors = await asyncio.to_thread(self.engine.reload)
-        persona_errors = self.personas.reload() if hasattr(self.personas, "reload") else {}
+        report = await asyncio.to_thread(self.personas.reload)
         return {"speakers": self.engine.speakers(), "personas": [p["id"] for p in self.persona_list()],
-                "errors": {"speakers": speaker_errors or {}, "personas": _errors(persona_errors)}}
+                "errors": {"speakers": speaker_errors or {}, "personas": _errors(report.errors)}}
 
     # ------------------------------------------------------------------------------- requests
 
@@ -317,9 +317,12 @@ class Runtime:
         return persona, speaker or self.settings.agent.default_speaker
 
     def _check_persona(self, persona: str) -> None:
-        known = [p["id"] for p in self.persona_list()]
-        if persona not in known:
-            raise ApiError(404, "unknown_persona", f"unknown persona {persona!r}; available: {', '.join(known) or '(none)'}")
+        from agent.personas import UnknownPersonaError
+
+        try:
+            self.personas.get(persona)
+        except UnknownPersonaError as e:
+            raise ApiError(404, e.code, e.message) from e
 
     async def run_turn(self, session: Any, text: str, key_id: str) -> AsyncIterator[ev.Event]:
         """The turn's events, with per-key limits and metrics; always ends with `turn.done` or `error`."""
@@ -369,21 +372,9 @@ def _engine_config(cls: Any, s: Settings) -> Any:
 
 
 def _persona_info(p: Any) -> dict[str, Any]:
-    if isinstance(p, dict):
-        return p
-    if isinstance(p, str):
-        return {"id": p}
-    info = {"id": getattr(p, "id", None) or getattr(p, "name", "")}
-    for key in ("name", "speaker", "description", "language"):
-        value = getattr(p, key, None)
-        if value is not None:
-            info[key] = value
-    return info
+    return {"id": p.name, "name": p.display_name or p.name, "speaker": p.speaker, "language": p.language,
+            "description": p.description, "greeting": p.greeting}
 
 
-def _errors(errors: Any) -> dict[str, str]:
-    if isinstance(errors, dict):
-        return {str(k): str(v) for k, v in errors.items()}
-    if isinstance(errors, (list, tuple)):
-        return {str(i): str(e) for i, e in enumerate(errors)}
-    return {}
+def _errors(errors: Any) -> list[str]:
+    return [str(e) for e in (errors or ())]

@@ -1,0 +1,43 @@
+"""Auth on: public routes stay open, everything else needs a key; WebSocket via header or ?api_key=."""
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+import websockets
+
+from tests.service.conftest import start_server
+
+
+@pytest.fixture(scope="module")
+def secured(demo_cache, fake_llm):
+    srv = start_server(demo_cache, fake_llm, CHAT2AUDIO_AUTH__API_KEYS='["k1"]', CHAT2AUDIO_AUTH__ADMIN_KEYS='["adm"]')
+    yield srv
+    srv.stop()
+
+
+def test_http_auth(secured):
+    with httpx.Client(base_url=secured.url, timeout=120) as c:
+        for path in ("/", "/health", "/openapi.json", "/docs", "/static/index.html"):
+            assert c.get(path).status_code == 200, path
+        r = c.get("/speakers")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert c.get("/speakers", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/speakers", headers={"Authorization": "Bearer k1"}).status_code == 200
+        body = {"input": "做个自我介绍吧", "speaker": "Nahida"}
+        assert c.post("/chat2audio", json=body).status_code == 401
+        assert c.post("/chat2audio", json=body, headers={"Authorization": "Bearer k1"}).status_code == 200
+        assert c.post("/admin/reload", headers={"Authorization": "Bearer k1"}).status_code == 403
+        r = c.post("/admin/reload", headers={"Authorization": "Bearer adm"})
+        assert r.status_code == 200 and "Nahida" in r.json()["speakers"]
+
+
+async def test_ws_auth(secured):
+    async with websockets.connect(secured.ws_url) as ws:
+        err = json.loads(await ws.recv())
+        assert err["type"] == "error" and err["code"] == "unauthorized"
+    async with websockets.connect(secured.ws_url + "?api_key=k1") as ws:
+        assert json.loads(await ws.recv())["type"] == "session.created"
+    async with websockets.connect(secured.ws_url, additional_headers={"Authorization": "Bearer k1"}) as ws:
+        assert json.loads(await ws.recv())["type"] == "session.created"

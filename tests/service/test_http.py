@@ -1,0 +1,144 @@
+"""HTTP endpoints of the real app: the seed request, formats, streaming, OpenAI speech, errors."""
+from __future__ import annotations
+
+import io
+from urllib.parse import unquote
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.service.conftest import REPLY
+
+SEED = {"input": "做个自我介绍吧", "speaker": "Nahida"}
+
+
+def audio(data: bytes, fmt: str = "wav", rate: int = 32000) -> tuple[np.ndarray, int]:
+    if fmt == "pcm":
+        return np.frombuffer(data, "<i2").astype(np.float32) / 32767, rate
+    return sf.read(io.BytesIO(data), dtype="float32")
+
+
+def test_seed_request(client):
+    r = client.post("/chat2audio", json=SEED)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "audio/wav"
+    assert r.headers["x-session-id"]
+    assert unquote(r.headers["x-reply-text"]) == REPLY
+    y, sr = audio(r.content)
+    assert sr == 32000 and len(y) > 0.3 * sr and np.abs(y).max() > 0.01
+
+
+def test_session_continues(client, server):
+    r1 = client.post("/chat2audio", json={**SEED, "format": "pcm"})
+    sid = r1.headers["x-session-id"]
+    n = len(server.llm.requests)
+    r2 = client.post("/chat2audio", json={"input": "再说一遍", "speaker": "Nahida", "session_id": sid, "format": "pcm"})
+    assert r2.status_code == 200 and r2.headers["x-session-id"] == sid
+    messages = server.llm.requests[n]["messages"]
+    assert any(m["role"] == "assistant" for m in messages), "the history carries the first reply"
+
+
+@pytest.mark.parametrize("fmt,rate", [("wav", 32000), ("pcm", 32000), ("flac", 32000), ("ogg", 48000), ("mp3", 32000)])
+def test_formats_whole(client, fmt, rate):
+    r = client.post("/chat2audio", json={**SEED, "format": fmt})
+    assert r.status_code == 200, r.text
+    y, sr = audio(r.content, fmt)
+    assert sr == rate and len(y) > 0.3 * sr
+
+
+@pytest.mark.parametrize("fmt", ["wav", "pcm", "ogg", "mp3"])
+def test_formats_streaming(client, fmt):
+    with client.stream("POST", "/chat2audio", json={**SEED, "stream": True, "format": fmt}) as r:
+        assert r.status_code == 200
+        parts = [c for c in r.iter_bytes() if c]
+    data = b"".join(parts)
+    if fmt == "wav":
+        assert data[40:44] == b"\xff\xff\xff\xff"
+    y, sr = audio(data, fmt)
+    assert len(y) > 0.3 * sr
+
+
+def test_streaming_flac_is_a_clear_400(client):
+    r = client.post("/chat2audio", json={**SEED, "stream": True, "format": "flac"})
+    assert r.status_code == 400 and "cannot be streamed" in r.json()["error"]["message"]
+
+
+def test_tts_api_v2(client):
+    body = {"text": "你好，世界。", "text_lang": "zh", "speaker": "Nahida", "media_type": "wav",
+            "speed_factor": 1.0, "top_k": 5, "seed": 1}
+    r = client.post("/tts", json=body)
+    assert r.status_code == 200, r.text
+    y, sr = audio(r.content)
+    assert sr == 32000 and len(y) > 0
+    r = client.post("/tts", json={**body, "ref_audio_path": "/etc/passwd"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_reference_path"
+
+
+def test_openai_speech(client):
+    r = client.get("/v1/audio/voices")
+    assert {"id": "Nahida", "name": "Nahida"} in r.json()["voices"]
+    body = {"model": "tts-1", "input": "你好。", "voice": "Nahida"}
+    r = client.post("/v1/audio/speech", json=body)
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg"
+    assert len(audio(r.content, "mp3")[0]) > 0
+    r = client.post("/v1/audio/speech", json={**body, "response_format": "pcm", "speed": 1.5})
+    assert r.status_code == 200 and len(r.content) % 2 == 0 and len(r.content) > 2 * 2400  # 24 kHz s16le
+    for fmt in ("wav", "flac", "opus"):
+        r = client.post("/v1/audio/speech", json={**body, "response_format": fmt})
+        assert r.status_code == 200, (fmt, r.text)
+        assert len(audio(r.content, fmt)[0]) > 0
+    r = client.post("/v1/audio/speech", json={**body, "response_format": "aac"})
+    assert r.status_code == 400 and "aac" in r.json()["error"]["message"]
+    with client.stream("POST", "/v1/audio/speech", json={**body, "response_format": "pcm", "stream_format": "sse"}) as r:
+        lines = [ln for ln in r.iter_lines() if ln.startswith("data: ")]
+    assert '"speech.audio.delta"' in lines[0] and '"speech.audio.done"' in lines[-1]
+
+
+def test_lists_health_metrics(client):
+    assert client.get("/speakers").json()["speakers"][0]["id"] == "Nahida"
+    assert any(p["id"] == "nahida" for p in client.get("/personas").json()["personas"])
+    h = client.get("/health").json()
+    assert h["live"] and h["ready"] and h["demo"] and "no intelligible speech" in h["notice"]
+    assert client.get("/health/ready").status_code == 200
+    m = client.get("/metrics")
+    assert "chat2audio_time_to_first_audio_seconds_count" in m.text
+    assert m.headers["content-type"].startswith("text/plain")
+    assert client.post("/admin/reload").status_code == 403  # no admin keys configured
+
+
+BAD = [
+    ("POST", "/chat2audio", b"{not json", 400, "invalid_json"),
+    ("POST", "/chat2audio", {}, 422, "invalid_request"),
+    ("POST", "/chat2audio", {"input": ""}, 422, "invalid_request"),
+    ("POST", "/chat2audio", {"input": 5, "speaker": ["x"]}, 422, "invalid_request"),
+    ("POST", "/chat2audio", {"input": "hi", "speaker": "Nobody"}, 404, "unknown_speaker"),
+    ("POST", "/chat2audio", {"input": "hi", "persona": "nobody"}, 404, "unknown_persona"),
+    ("POST", "/chat2audio", {"input": "hi", "format": "wma"}, 422, "invalid_request"),
+    ("POST", "/chat2audio", {"input": "x" * 5000}, 413, "text_too_long"),
+    ("POST", "/chat2audio", {"input": "   "}, 400, "empty_text"),
+    ("POST", "/tts", {"text": "hi", "text_lang": "klingon"}, 400, "unsupported_language"),
+    ("POST", "/tts", {"text": "hi", "speed_factor": 9}, 422, "invalid_request"),
+    ("POST", "/tts", {"text": "hi", "ref_audio_path": "../../etc/passwd"}, 400, "bad_reference_path"),
+    ("POST", "/v1/audio/speech", {"input": "hi", "voice": "alloy"}, 404, "unknown_speaker"),
+    ("POST", "/v1/audio/speech", {"input": "x" * 4097, "voice": "Nahida"}, 422, "invalid_request"),
+    ("POST", "/v1/audio/speech", {"input": "hi", "voice": "Nahida", "speed": 0.1}, 422, "invalid_request"),
+    ("POST", "/v1/audio/speech", {"input": "hi", "voice": "Nahida", "response_format": "wma"}, 422, "invalid_request"),
+    ("GET", "/nope", None, 404, "not_found"),
+    ("GET", "/chat2audio", None, 405, "method_not_allowed"),
+    ("POST", "/tts", b"x" * 2_000_000, 413, "body_too_large"),
+]
+
+
+@pytest.mark.parametrize("method,path,body,status,code", BAD, ids=[f"{b[1]}-{b[4]}" for b in BAD])
+def test_bad_requests_get_json_4xx(client, method, path, body, status, code):
+    kw = {"content": body} if isinstance(body, bytes) else {"json": body} if body is not None else {}
+    if isinstance(body, bytes):
+        kw["headers"] = {"content-type": "application/json"}
+    r = client.request(method, path, **kw)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code and err["message"]
+    if code in ("unknown_speaker", "unknown_persona"):
+        assert "available" in err["message"]
+    assert client.get("/health/live").status_code == 200

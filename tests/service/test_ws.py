@@ -1,0 +1,103 @@
+"""WebSocket conversation against the real app: events and fields, interrupt, malformed events, binary audio."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+
+import pytest
+import websockets
+
+from tests.agent.fake_openai import Reply
+
+LONG = "今天的风很温柔。" * 12
+
+
+async def recv_until(ws, kind: str, timeout: float = 60.0, binary: list | None = None) -> list[dict]:
+    """Messages up to and including the first of type `kind`."""
+    out = []
+    while True:
+        raw = await asyncio.wait_for(ws.recv(), timeout)
+        if isinstance(raw, bytes):
+            (n,) = struct.unpack_from("<I", raw)
+            msg = json.loads(raw[4:4 + n])
+            if binary is not None:
+                binary.append(raw[4 + n:])
+        else:
+            msg = json.loads(raw)
+        out.append(msg)
+        if msg["type"] == kind:
+            return out
+
+
+async def test_conversation(server):
+    async with websockets.connect(server.ws_url) as ws:
+        created = json.loads(await ws.recv())
+        assert created["type"] == "session.created"
+        assert {"session_id", "persona", "speaker", "sample_rate", "format"} <= created.keys()
+        assert (created["speaker"], created["persona"], created["format"]) == ("Nahida", "nahida", "pcm16")
+        await ws.send(json.dumps({"type": "input.text", "text": "你好"}))
+        msgs = await recv_until(ws, "turn.done")
+    kinds = [m["type"] for m in msgs]
+    assert kinds[0] == "turn.started" and isinstance(msgs[0]["turn_id"], str)
+    assert "text.delta" in kinds and "sentence" in kinds and "audio" in kinds and "sentence.done" in kinds
+    done = msgs[-1]
+    assert done["interrupted"] is False and done["text"]
+    audio = [m for m in msgs if m["type"] == "audio"]
+    assert all({"turn_id", "index", "seq", "sample_rate", "format", "data"} <= m.keys() for m in audio)
+    first = [m for m in audio if m["index"] == 0]
+    assert [m["seq"] for m in first] == list(range(len(first)))
+    assert len(base64.b64decode(audio[0]["data"])) % 2 == 0
+    sent = [m for m in msgs if m["type"] == "sentence.done"]
+    assert all(m["audio_ms"] > 0 for m in sent)
+
+
+async def test_interrupt_by_new_input(server):
+    server.llm.script(Reply.text(LONG, token_chars=2, token_interval=0.02))
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "input.text", "text": "讲个长故事"}))
+        first = await recv_until(ws, "text.delta")
+        turn1 = first[0]["turn_id"]
+        await ws.send(json.dumps({"type": "input.text", "text": "停，换个话题"}))
+        msgs = await recv_until(ws, "turn.started")
+        done1 = [m for m in msgs if m["type"] == "turn.done"]
+        assert len(done1) == 1 and done1[0]["turn_id"] == turn1 and done1[0]["interrupted"] is True
+        turn2 = msgs[-1]["turn_id"]
+        assert turn2 != turn1
+        rest = await recv_until(ws, "turn.done")
+        assert rest[-1]["turn_id"] == turn2 and rest[-1]["interrupted"] is False
+        # an explicit interrupt with nothing running is harmless
+        await ws.send(json.dumps({"type": "interrupt"}))
+
+
+async def test_malformed_events_keep_the_connection(server):
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.recv()
+        for bad in ["nope", "[]", '{"type": "dance"}', '{"type": "input.text"}',
+                    '{"type": "session.update", "speaker": "Nobody"}', '{"type": "session.update", "persona": "x"}',
+                    json.dumps({"type": "input.text", "text": "x" * 5000})]:
+            await ws.send(bad)
+            err = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert err["type"] == "error" and err["code"] and err["message"], (bad, err)
+        await ws.send(json.dumps({"type": "session.update", "audio_transport": "binary"}))
+        upd = json.loads(await ws.recv())
+        assert upd["type"] == "session.updated" and upd["speaker"] == "Nahida"
+        await ws.send(json.dumps({"type": "input.text", "text": "你好"}))
+        pcm: list[bytes] = []
+        msgs = await recv_until(ws, "turn.done", binary=pcm)
+        assert any(m["type"] == "audio" for m in msgs) and pcm and all(len(p) % 2 == 0 for p in pcm)
+        await ws.send(json.dumps({"type": "playback", "turn_id": msgs[0]["turn_id"], "played_ms": 100}))
+
+
+async def test_resume_session(server):
+    async with websockets.connect(server.ws_url) as ws:
+        sid = json.loads(await ws.recv())["session_id"]
+        await ws.send(json.dumps({"type": "input.text", "text": "记住我"}))
+        await recv_until(ws, "turn.done")
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "session.update", "session_id": sid}))
+        upd = json.loads(await ws.recv())
+        assert upd["type"] == "session.updated" and upd["session_id"] == sid
