@@ -58,14 +58,15 @@ export async function api(path, opts = {}) {
     /* not JSON */
   }
   if (r.status === 401) {
-    onKeyNeeded(!!key);
+    onKeyNeeded();
     code = "unauthorized";
   }
   throw new ApiError(code, message, r.status);
 }
 
 /** Show the key prompt; submitting it stores the key and fires `chat2audio:key` on document. */
-export function onKeyNeeded(rejected = false) {
+export function onKeyNeeded() {
+  const rejected = !!apiKey(); // a key was sent and refused
   const form = document.getElementById("key-form");
   const label = form.querySelector("label");
   label.textContent = rejected

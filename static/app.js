@@ -39,10 +39,14 @@ function turnSnapshot(t) {
       index: s.index, text: s.text, chunks: s.chunks, audioMs: s.audioMs, done: s.done,
     })),
     audioChunksScheduled: t.chunks.length,
+    underruns: Math.max(0, t.chunks.filter((c) => c.gap).length - 1), // first chunk always starts after a lead
+    chunkStarts: t.chunks.map((c) => c.start),
+    chunkDurations: t.chunks.map((c) => c.duration),
     scheduledMs: Math.round(t.chunks.reduce((a, c) => a + c.duration, 0) * 1000),
     playedMs: Math.round(playedMs(t)),
     firstAudioMs: t.firstAudioMs,
     interrupted: t.interrupted,
+    serverInterrupted: !!t.serverInterrupted, // turn.done said interrupted: true
     done: t.done,
   };
 }
@@ -73,6 +77,7 @@ function deepFreeze(o) {
 
 function showError(err) {
   state.lastError = { code: err.code || "error", message: err.message || String(err) };
+  if (state.lastError.code === "unauthorized") return; // the key prompt says it
   $("error-text").textContent = friendlyError(state.lastError);
   $("error").hidden = false;
 }
@@ -273,8 +278,8 @@ function onAudio(t, ev) {
   }
   const samples = decodePcm16(ev.data);
   if (!samples.length) return;
-  const { start, duration } = player.schedule(samples, ev.sample_rate || state.sampleRate);
-  t.chunks.push({ start, duration, index: ev.index });
+  const { start, duration, gap } = player.schedule(samples, ev.sample_rate || state.sampleRate);
+  t.chunks.push({ start, duration, gap, index: ev.index });
   let s = t.sentences.get(ev.index);
   if (!s) {
     s = { index: ev.index, text: "", start: null, end: null, chunks: 0, audioMs: null, done: false };
@@ -295,7 +300,8 @@ function onSentenceDone(t, ev) {
 
 function onTurnDone(t, ev) {
   t.done = true;
-  t.interrupted = t.interrupted || !!ev.interrupted;
+  t.serverInterrupted = !!ev.interrupted;
+  t.interrupted = t.interrupted || t.serverInterrupted;
   t.el.setAttribute("aria-busy", "false");
   if (!t.raw && ev.text) appendText(t, ev.text);
   if (t.interrupted) markInterrupted(t);

@@ -62,7 +62,8 @@ export class Player {
 
   /**
    * Schedule one chunk right after the previous one.
-   * @returns {{start: number, duration: number}} context times in seconds
+   * @returns {{start: number, duration: number, gap: boolean}} context times in seconds;
+   *   `gap` is true when the chunk could not follow the previous one seamlessly
    */
   schedule(samples, sampleRate) {
     const ctx = this.unlock(this.rate || sampleRate);
@@ -83,7 +84,7 @@ export class Player {
     src.start(start);
     this.sources.add(src);
     this.nextTime = start + buffer.duration;
-    return { start, duration: buffer.duration };
+    return { start, duration: buffer.duration, gap };
   }
 
   /** Silence everything at once (barge-in). */

@@ -1,0 +1,201 @@
+"""The web page in headless Chromium against the real app: chat with streamed text and audio,
+Stop mid-reply, session resume, the Speech tab's download, server errors and the API-key flow.
+
+The page exposes a read-only `window.chat2audioStatus` snapshot that these tests read."""
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from tests.agent.fake_openai import FakeOpenAI, Reply
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+STATUS = "window.chat2audioStatus"
+LAST_TURN = f"{STATUS}.turns[{STATUS}.turns.length - 1]"
+
+
+def status(page) -> dict:
+    return page.evaluate(STATUS)
+
+
+def last_turn(page) -> dict:
+    return page.evaluate(LAST_TURN)
+
+
+def open_page(browser, url: str, width: int = 1000, height: int = 800):
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    page.js_errors = errors  # checked by the tests: the page must not throw
+    return context, page
+
+
+def wait_connected(page, timeout_ms: int = 20000) -> None:
+    page.wait_for_function(f"{STATUS}.connected && !!{STATUS}.sessionId", timeout=timeout_ms)
+
+
+def pick(page, select_id: str, wanted: str) -> None:
+    """Select the option whose value is `wanted` (case-insensitive)."""
+    page.wait_for_function(f"document.querySelectorAll('#{select_id} option').length > 0 && "
+                           f"[...document.querySelectorAll('#{select_id} option')].some(o => o.value)")
+    values = page.eval_on_selector_all(f"#{select_id} option", "os => os.map(o => o.value)")
+    match = [v for v in values if v.lower() == wanted.lower()]
+    assert match, f"{wanted!r} not offered in #{select_id}: {values}"
+    page.select_option(f"#{select_id}", match[0])
+
+
+def test_chat_stream_then_stop(browser, app_server, fake_llm: FakeOpenAI, shots: Path) -> None:
+    context, page = open_page(browser, app_server.url)
+    try:
+        wait_connected(page)
+        pick(page, "persona", "nahida")
+        pick(page, "speaker", "Nahida")
+        page.wait_for_function(f"{STATUS}.speaker.toLowerCase() === 'nahida' && {STATUS}.persona === 'nahida'")
+        page.screenshot(path=str(shots / "01-loaded.png"))
+
+        gone_before = fake_llm.client_gone
+        page.fill("#input", "Hello, Nahida!")
+        page.press("#input", "Enter")  # Enter sends
+        assert page.input_value("#input") == ""
+        page.wait_for_selector(".msg.user >> text=Hello, Nahida!")
+
+        # Text arrives as it is written, sentences are announced, audio gets scheduled.
+        page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.text.length > 0", timeout=60000)
+        page.wait_for_function(f"{LAST_TURN}.sentences.length >= 1 && {LAST_TURN}.audioChunksScheduled >= 2",
+                               timeout=120000)
+        t = last_turn(page)
+        assert not t["done"], "the scripted reply is long: Stop must land mid-reply"
+        assert t["firstAudioMs"] is not None and t["firstAudioMs"] > 0
+        assert t["scheduledMs"] > 0 and t["sentences"][0]["text"]
+        page.wait_for_function(f"{STATUS}.playing", timeout=10000)
+        assert "sentence number 1" in page.inner_text("#log").lower()
+        assert page.is_enabled("#stop")
+        _assert_gapless(t)
+        page.screenshot(path=str(shots / "02-replying.png"))
+
+        # Stop: audio stops at once, the turn is marked interrupted, nothing more is scheduled.
+        page.click("#stop")
+        after = status(page)
+        assert after["playing"] is False
+        t = after["turns"][-1]
+        assert t["interrupted"] is True
+        chunks = t["audioChunksScheduled"]
+        page.wait_for_function(f"{LAST_TURN}.done && {LAST_TURN}.serverInterrupted", timeout=15000)
+        time.sleep(0.5)
+        t = last_turn(page)
+        assert t["audioChunksScheduled"] == chunks, "audio kept coming after Stop"
+        assert status(page)["playing"] is False
+        assert fake_llm.client_gone > gone_before, "the server did not cancel the LLM stream"
+        assert page.locator(".msg.assistant.interrupted").count() == 1
+        assert "interrupted" in page.inner_text(".msg.assistant.interrupted .meta")
+        assert not page.is_enabled("#stop")
+        page.screenshot(path=str(shots / "03-stopped.png"))
+
+        # The session survives a reload: same session id, the conversation is shown again.
+        session_id = status(page)["sessionId"]
+        page.reload()
+        wait_connected(page)
+        page.wait_for_function(f"{STATUS}.sessionId === '{session_id}'", timeout=10000)
+        assert page.locator(".msg.user").count() >= 1
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def _assert_gapless(turn: dict) -> None:
+    """Chunks that arrived ahead of playback start exactly where the previous one ends."""
+    starts, durations = turn["chunkStarts"], turn["chunkDurations"]
+    assert len(starts) == turn["audioChunksScheduled"] >= 2
+    contiguous = sum(abs(starts[i] - (starts[i - 1] + durations[i - 1])) < 1e-6 for i in range(1, len(starts)))
+    assert contiguous + turn["underruns"] == len(starts) - 1
+
+
+def test_typing_interrupts_speech(browser, app_server, shots: Path) -> None:
+    context, page = open_page(browser, app_server.url)
+    try:
+        wait_connected(page)
+        page.fill("#input", "Tell me a story.")
+        page.press("#input", "Enter")
+        page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.audioChunksScheduled >= 1", timeout=120000)
+        page.type("#input", "W")  # barge-in: the first keystroke silences the character
+        page.wait_for_function(f"{LAST_TURN}.interrupted", timeout=5000)
+        assert status(page)["playing"] is False
+        page.wait_for_function(f"{LAST_TURN}.done", timeout=15000)
+        assert page.input_value("#input") == "W"
+    finally:
+        context.close()
+
+
+def test_speech_tab_download(browser, app_server, shots: Path, tmp_path: Path) -> None:
+    context, page = open_page(browser, app_server.url, width=390, height=844)  # phone width
+    try:
+        page.click("#tab-speech")
+        assert page.is_visible("#panel-speech") and not page.is_visible("#panel-chat")
+        pick(page, "tts-speaker", "Nahida")
+        page.fill("#tts-text", "Hello there. This line is for a game.")
+        page.select_option("#tts-lang", "en")
+        page.fill("#tts-seed", "7")
+        for fmt in ("wav", "flac"):
+            page.select_option("#tts-format", fmt)
+            page.click("#tts-go")
+            page.wait_for_function("document.getElementById('tts-status').textContent.startsWith('Done')",
+                                   timeout=120000)
+            with page.expect_download() as info:
+                page.click("#tts-download")
+            target = tmp_path / f"speech.{fmt}"
+            info.value.save_as(target)
+            assert info.value.suggested_filename.endswith(f".{fmt}")
+            pcm, sr = sf.read(io.BytesIO(target.read_bytes()))
+            assert sr > 0 and len(pcm) > 0
+        page.screenshot(path=str(shots / "04-speech.png"), full_page=True)
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_server_error_in_plain_words(browser, app_server, fake_llm: FakeOpenAI) -> None:
+    context, page = open_page(browser, app_server.url)
+    try:
+        wait_connected(page)
+        fake_llm.script(Reply(status=500))
+        page.fill("#input", "Are you there?")
+        page.press("#input", "Enter")
+        page.wait_for_selector("#error:not([hidden])", timeout=60000)
+        assert page.inner_text("#error-text").strip()
+        assert status(page)["lastError"]["code"]
+        assert status(page)["connected"] is True  # the connection stays up
+    finally:
+        context.close()
+
+
+def test_api_key_flow(browser, keyed_server, shots: Path) -> None:
+    context, page = open_page(browser, keyed_server.url)
+    try:
+        # The page itself is public; the API asks for a key.
+        page.wait_for_selector("#key-form:not([hidden])", timeout=20000)
+        page.screenshot(path=str(shots / "05-key-prompt.png"))
+        page.fill("#key-prompt-input", "wrong-key")
+        page.press("#key-prompt-input", "Enter")
+        page.wait_for_function("document.querySelector('#key-form label').textContent.includes('not accepted')",
+                               timeout=20000)
+        assert not status(page)["connected"]
+        page.fill("#key-prompt-input", "web-test-key")
+        page.press("#key-prompt-input", "Enter")
+        wait_connected(page)
+        pick(page, "speaker", "Nahida")
+        assert page.is_hidden("#key-form")
+        assert page.evaluate("localStorage.getItem('chat2audio.api_key')") == "web-test-key"
+        # Kept across a reload: no prompt the second time.
+        page.reload()
+        wait_connected(page)
+        assert page.is_hidden("#key-form")
+        assert page.js_errors == []
+    finally:
+        context.close()
