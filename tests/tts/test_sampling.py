@@ -123,11 +123,12 @@ def test_batched_items_of_different_lengths_equal_single(model):
         assert torch.equal(s, b.tokens) and b.reason == "eos"
 
 
-def test_continuous_batching_join_and_cancel(model):
+@pytest.mark.parametrize("static_shapes", [False, True])
+def test_continuous_batching_join_and_cancel(model, static_shapes):
     a, b, c = make_item(10, seed=11), make_item(6, 4, 12, seed=12), make_item(5, seed=13)
     p = SamplingParams(top_k=15, seed=3)
     want_a, want_b = decode(model, a, p).tokens.tolist(), decode(model, b, p).tokens.tolist()
-    batch = DecodeBatch(model, max_batch=2, max_len=256)
+    batch = DecodeBatch(model, max_batch=2, max_len=256, static_shapes=static_shapes)
     batch.add("a", a.phones, a.bert, a.prompt, p, a.n_text_phones)
     got: dict[str, list[int]] = {"a": [], "b": []}
     for step in range(200):

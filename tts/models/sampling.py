@@ -159,10 +159,14 @@ class DecodeBatch:
 
     `add` prefills an item into a free row; `step` runs one decode step for every active row
     and reports one `StepResult` each; finished and removed rows free their slot at once.
+
+    A step runs the rows up to the highest busy slot over the keys written so far. With
+    `static_shapes` it always runs all `max_batch` rows over all `max_len` keys: one fixed shape,
+    so the owner of the device may swap `self.forward` for a compiled or CUDA-graphed `model`.
     """
 
     def __init__(self, model: T2SModel, max_batch: int, max_len: int, device: torch.device | str | None = None,
-                 dtype: torch.dtype | None = None, record_logits: bool = False):
+                 dtype: torch.dtype | None = None, record_logits: bool = False, static_shapes: bool = False):
         p = model.ar_predict_layer.weight
         self.device = torch.device(device) if device is not None else p.device
         dtype = dtype or p.dtype
@@ -171,7 +175,8 @@ class DecodeBatch:
         model.setup_caches(max_batch, max_len, dtype)
         self.model, self.max_batch, self.max_len = model, max_batch, max_len
         self.eos, V = model.cfg.eos, model.cfg.vocab_size
-        self.record_logits = record_logits
+        self.record_logits, self.static_shapes = record_logits, static_shapes
+        self.forward = model  # decode-step forward; replaceable by a compiled version of the same module
         dev = self.device
         self._rows: list[_Row | None] = [None] * max_batch
         self._by_id: dict[object, _Row] = {}
@@ -275,11 +280,11 @@ class DecodeBatch:
         stale = [r for r in rows if not r.fresh]
         if not stale:
             return self.prefill_logits[:n].clone()
-        S = max(r.length for r in stale) + 1
-        pos = self.cache_pos[:n]  # (n,)
-        x = self.model.embed_audio(self.last[:n, None], (pos - self.text_len[:n]).clamp_min(0)[:, None])
-        mask = (self._arange[:S] <= pos[:, None])[:, None, None, :]  # (n, 1, 1, S)
-        out = self.model(x, pos[:, None], mask, start=0)[:, -1].float()
+        B, S = (self.max_batch, self.max_len) if self.static_shapes else (n, max(r.length for r in stale) + 1)
+        pos = self.cache_pos[:B]  # (B,)
+        x = self.model.embed_audio(self.last[:B, None], (pos - self.text_len[:B]).clamp_min(0)[:, None])
+        mask = (self._arange[:S] <= pos[:, None])[:, None, None, :]  # (B, 1, 1, S)
+        out = self.forward(x, pos[:, None], mask)[:n, -1].float()
         return torch.where(self.fresh[:n, None], self.prefill_logits[:n], out)
 
     @torch.no_grad()
