@@ -32,7 +32,9 @@ from agent.metrics import CONTENT_TYPE as METRICS_TYPE
 from agent.protocol import (ChatRequest, ErrorBody, InputText, Interrupt, Playback, ProtocolError, SessionUpdate,
                             SpeechRequest, TTSRequest, audio_message, dumps, parse_client_event, server_message,
                             validation_message)
+from agent.personas import PersonaError
 from agent.runtime import ApiError, Runtime
+from agent.session import SessionLimitError
 from tts.encoders import MEDIA_TYPES, StreamEncoder, UnsupportedFormatError, check_format, encode
 from tts.errors import TTSError
 from tts.types import SAMPLE_RATE
@@ -151,6 +153,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return respond(request, exc.status, exc.code, exc.message)
+
+    @app.exception_handler(PersonaError)
+    async def persona_error(request: Request, exc: PersonaError) -> JSONResponse:
+        return respond(request, getattr(exc, "http_status", 400), exc.code, exc.message)
+
+    @app.exception_handler(SessionLimitError)
+    async def session_limit(request: Request, exc: SessionLimitError) -> JSONResponse:
+        return respond(request, 429, "busy", exc.message)
 
     @app.exception_handler(LimitError)
     async def limit_error(request: Request, exc: LimitError) -> JSONResponse:
@@ -438,7 +448,7 @@ class Connection:
                 await self._update(event)
         except ProtocolError as e:
             await self._emit({"type": "error", "code": e.code, "message": e.message})
-        except (ApiError, TTSError, LimitError) as e:
+        except (ApiError, TTSError, LimitError, PersonaError, SessionLimitError) as e:
             code = getattr(e, "code", "error")
             await self._emit({"type": "error", "code": code, "message": getattr(e, "message", str(e))})
 
@@ -460,7 +470,7 @@ class Connection:
                     await self._emit(audio_message(event, self.transport))
                 else:
                     await self._emit(server_message(event))
-        except (ApiError, TTSError, LimitError) as e:
+        except (ApiError, TTSError, LimitError, PersonaError, SessionLimitError) as e:
             await self._emit({"type": "error", "code": e.code, "message": e.message})
 
     async def _stop_turn(self) -> None:

@@ -301,7 +301,7 @@ class Runtime:
         if persona is not None:
             self._check_persona(persona)
         existing = self.sessions.get(session_id) if session_id and not update else None
-        if existing is not None and persona is None and speaker is None:
+        if existing is not None and existing.owner == key_id and persona is None and speaker is None:
             return existing
         persona, speaker = self._bind(persona, speaker)
         return self.sessions.open(session_id=session_id, persona=persona, speaker=speaker, owner=key_id)
@@ -327,6 +327,9 @@ class Runtime:
     async def run_turn(self, session: Any, text: str, key_id: str) -> AsyncIterator[ev.Event]:
         """The turn's events, with per-key limits and metrics; always ends with `turn.done` or `error`."""
         self.check_text(text)
+        limit = self.settings.limits.max_turns_per_session
+        if session.turns >= limit:
+            raise ApiError(429, "session_limit", f"this session reached its limit of {limit} turns; start a new one")
         with self.limiter.turn(key_id):
             t0 = time.perf_counter()
             first_text = first_audio = True
