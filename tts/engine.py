@@ -152,6 +152,17 @@ class Engine:
         parts = [c.pcm for c in self.synthesize(text, speaker, options)]
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
+    def warmup(self, speaker_ids: list[str] | None = None, text: str = "你好。Hello.") -> None:
+        """Load every speaker's models and prompt and run one short synthesis, so that the first
+        real request does not pay for loading (frontend dictionaries, BERT, HuBERT, caches)."""
+        ids = self.speakers() if speaker_ids is None else speaker_ids
+        for sid in ids:
+            try:
+                for _ in self.synthesize(text, sid, SynthesisOptions(language="auto", seed=0)):
+                    pass
+            except TTSError as e:
+                log.error("warm-up of speaker %s failed: %s", sid, e.message)
+
     def speakers(self) -> list[str]:
         return self.registry.list() if self.registry else []
 
