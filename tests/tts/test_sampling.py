@@ -203,3 +203,12 @@ def test_bad_inputs_are_typed_errors(model):
     batch.add(1, ok.phones, ok.bert, ok.prompt, p)
     with pytest.raises(TTSError, match="already"):
         batch.add(1, ok.phones, ok.bert, ok.prompt, p)
+
+
+def test_a_second_batch_on_the_same_model_takes_the_cache(model):
+    item, p = make_item(4), SamplingParams()
+    first = DecodeBatch(model, max_batch=1, max_len=64)
+    first.add(0, item.phones, item.bert, item.prompt, p)
+    DecodeBatch(model, max_batch=1, max_len=64)
+    with pytest.raises(RuntimeError, match="taken over"):
+        first.step()

@@ -163,6 +163,9 @@ class DecodeBatch:
     A step runs the rows up to the highest busy slot over the keys written so far. With
     `static_shapes` it always runs all `max_batch` rows over all `max_len` keys: one fixed shape,
     so the owner of the device may swap `self.forward` for a compiled or CUDA-graphed `model`.
+
+    The KV cache lives in the model's buffers: one live DecodeBatch per model instance (a newer
+    one takes the cache over and the older one then refuses to run).
     """
 
     def __init__(self, model: T2SModel, max_batch: int, max_len: int, device: torch.device | str | None = None,
@@ -173,6 +176,7 @@ class DecodeBatch:
         if p.device != self.device or p.dtype != dtype:
             model.to(self.device, dtype)
         model.setup_caches(max_batch, max_len, dtype)
+        model.cache_owner = self
         self.model, self.max_batch, self.max_len = model, max_batch, max_len
         self.eos, V = model.cfg.eos, model.cfg.vocab_size
         self.record_logits, self.static_shapes = record_logits, static_shapes
@@ -229,6 +233,7 @@ class DecodeBatch:
             prompt: (P,) long prompt semantic tokens, P = 0 for reference-free;
             n_text_phones: phones to speak (for the phone-proportional cap); None: L.
         """
+        self._own()
         if req_id in self._by_id:
             raise TTSError(f"request {req_id!r} is already decoding")
         slot = next((i for i, r in enumerate(self._rows) if r is None), None)
@@ -267,6 +272,10 @@ class DecodeBatch:
         self._rows[slot] = row
         self._by_id[req_id] = row
 
+    def _own(self) -> None:
+        if getattr(self.model, "cache_owner", None) is not self:
+            raise RuntimeError("another DecodeBatch has taken over this model's KV cache")
+
     def remove(self, req_id: object) -> None:
         """Cancel an item (no-op when unknown or already finished); frees its slot."""
         row = self._by_id.pop(req_id, None)
@@ -293,6 +302,7 @@ class DecodeBatch:
         rows = [r for r in self._rows if r is not None]
         if not rows:
             return []
+        self._own()
         n = max(r.slot for r in rows) + 1
         logits = self._logits(n, rows)
         noise = None
