@@ -17,7 +17,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic", "--autoplay-policy=no-user-gesture-required"]
 
 # A long reply streamed slowly, so that Stop lands mid-reply.
-LONG_REPLY = " ".join(f"Sentence number {i} is here, and it keeps going for a while." for i in range(1, 25))
+LONG_REPLY = " ".join(f"Sentence number {i} is here, and it keeps going for a while." for i in range(1, 41))
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,7 @@ def browser(chromium_path: str) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def fake_llm() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(default=Reply.text(LONG_REPLY, token_chars=4), token_interval=0.04) as srv:
+    with FakeOpenAI(default=Reply.text(LONG_REPLY, token_chars=4), token_interval=0.1) as srv:
         yield srv
 
 

@@ -69,18 +69,19 @@ def test_chat_stream_then_stop(browser, app_server, fake_llm: FakeOpenAI, shots:
         # Text arrives as it is written, sentences are announced, audio gets scheduled.
         page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.text.length > 0", timeout=60000)
         page.wait_for_function(f"{LAST_TURN}.sentences.length >= 1 && {LAST_TURN}.audioChunksScheduled >= 2",
-                               timeout=120000)
+                               timeout=180000)
         t = last_turn(page)
-        assert not t["done"], "the scripted reply is long: Stop must land mid-reply"
         assert t["firstAudioMs"] is not None and t["firstAudioMs"] > 0
         assert t["scheduledMs"] > 0 and t["sentences"][0]["text"]
-        page.wait_for_function(f"{STATUS}.playing", timeout=10000)
+        # The sentence being heard is highlighted while it plays.
+        page.wait_for_selector(".msg.assistant .sent.speaking", timeout=60000)
+        page.screenshot(path=str(shots / "02-replying.png"))
         assert "sentence number 1" in page.inner_text("#log").lower()
         assert page.is_enabled("#stop")
-        _assert_gapless(t)
-        page.screenshot(path=str(shots / "02-replying.png"))
+        _assert_gapless(last_turn(page))
 
         # Stop: audio stops at once, the turn is marked interrupted, nothing more is scheduled.
+        assert not last_turn(page)["done"], "the scripted reply is long: Stop must land mid-reply"
         page.click("#stop")
         after = status(page)
         assert after["playing"] is False
