@@ -246,6 +246,7 @@ class DecodeBatch:
             raise TextTooLongError(f"{L} phones + {P} prompt tokens leave no room in a cache of {self.max_len}")
         limit, why = token_limit(params, n_text_phones if n_text_phones is not None else L)
         if limit > room:
+            log.debug("request %r: token limit %d cut to the cache's room %d", req_id, limit, room)
             limit, why = room, "cache_full"
         m = self.model
         x = m.embed_text(phones[None], bert[None])
