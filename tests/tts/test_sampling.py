@@ -17,6 +17,15 @@ from tts.models.t2s import T2SModel
 EOS = 1024
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy machine they only add waiting."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> T2SModel:
     path: Path = write_tiny_gpt(tmp_path_factory.mktemp("gpt") / "tiny.ckpt", seed=0)

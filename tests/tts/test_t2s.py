@@ -19,6 +19,15 @@ SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 PARITY = SHARED / "parity"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads; on a busy machine they only add waiting."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory) -> Path:
     return write_tiny_gpt(tmp_path_factory.mktemp("gpt") / "tiny.ckpt", seed=0)
