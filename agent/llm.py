@@ -338,8 +338,10 @@ class TransformersClient:
     def _generate(self, prompt: str, params: LLMParams, stop: threading.Event,
                   loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
         def send(kind: str, value: Any) -> None:
-            if not loop.is_closed():
+            try:
                 loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:  # the event loop is gone: nobody is listening any more
+                stop.set()
 
         try:
             import torch
