@@ -221,3 +221,15 @@ def test_a_second_batch_on_the_same_model_takes_the_cache(model):
     DecodeBatch(model, max_batch=1, max_len=64)
     with pytest.raises(RuntimeError, match="taken over"):
         first.step()
+
+
+def test_free_slot_below_a_busy_one_with_other_settings(model):
+    short, long_ = make_item(2, seed=21), make_item(12, seed=22)
+    want = decode(model, long_, SamplingParams(top_k=1)).tokens.tolist()
+    batch = DecodeBatch(model, max_batch=2, max_len=128)
+    batch.add("s", short.phones, short.bert, short.prompt, SamplingParams(top_k=50, top_p=0.5, seed=1))
+    batch.add("l", long_.phones, long_.bert, long_.prompt, SamplingParams(top_k=1))
+    got = []
+    while len(batch):
+        got += [r.token for r in batch.step() if r.req_id == "l" and r.token is not None]
+    assert got == want

@@ -284,6 +284,7 @@ class DecodeBatch:
             return
         self._rows[row.slot] = None
         self.active[row.slot], self.fresh[row.slot], self.cache_pos[row.slot] = False, False, 0
+        self.top_k[row.slot] = 1  # a free row inside the stepped prefix must not exceed the busy rows' k_max
 
     def _logits(self, n: int, rows: list[_Row]) -> Tensor:
         """(n, V) float32 raw logits of this step for rows 0..n-1."""
