@@ -1,0 +1,80 @@
+"""`python -m tts say` end to end with the tiny factory models, and its one-line errors."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tts.types import SAMPLE_RATE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _main(capsys, *args: str) -> tuple[int, list[str]]:
+    """Run the CLI in-process (fast); returns the exit code and the non-empty stderr lines."""
+    from tts.__main__ import main
+
+    rc = main(list(args))
+    err = capsys.readouterr().err
+    return rc, [ln for ln in err.splitlines() if ln.strip()]
+
+
+def _cli(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "tts", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_say_with_speaker_folder(speakers_dir, demo_models, tmp_path):
+    out = tmp_path / "a.wav"
+    r = _cli("say", "你好，世界。", "--speaker", str(speakers_dir / "demo"),
+             "--models-dir", str(demo_models["gpt"].parent), "--out", str(out), "--seed", "1")
+    assert r.returncode == 0, r.stderr
+    audio, sr = sf.read(out, dtype="float32")
+    assert sr == SAMPLE_RATE and audio.ndim == 1 and len(audio) > SAMPLE_RATE * 0.3
+    assert np.abs(audio).max() > 0
+
+
+def _bad_clips(folder: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    clips = {}
+    for name, seconds, silent in (("silent", 4.0, True), ("short", 1.0, False), ("long", 30.0, False)):
+        x = np.zeros(int(seconds * SAMPLE_RATE), np.float32) if silent else \
+            (0.3 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
+        clips[name] = folder / f"{name}.wav"
+        sf.write(clips[name], x, SAMPLE_RATE)
+    clips["notaudio"] = folder / "notaudio.wav"
+    clips["notaudio"].write_text("this is not audio")
+    return clips
+
+
+@pytest.mark.parametrize("kind,needle", [("silent", "silent"), ("short", "too short"), ("long", "too long"),
+                                         ("notaudio", "notaudio.wav")])
+def test_bad_reference_one_line_error(demo_models, tmp_path, capsys, kind, needle):
+    clip = _bad_clips(tmp_path)[kind]
+    rc, lines = _main(capsys, "say", "你好。", "--gpt", str(demo_models["gpt"]), "--sovits", str(demo_models["sovits"]),
+             "--ref-audio", str(clip), "--ref-text", "参考音频。", "--ref-lang", "zh", "--lang", "zh",
+             "--hubert", str(demo_models["hubert"]), "--bert", str(demo_models["bert"]),
+             "--out", str(tmp_path / "x.wav"))
+    assert rc == 2
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_unsupported_checkpoint_one_line(demo_models, tmp_path, capsys):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint at all")
+    rc, lines = _main(capsys, "say", "你好。", "--gpt", str(demo_models["gpt"]), "--sovits", str(bad),
+             "--ref-audio", str(demo_models["ref_audio"]), "--out", str(tmp_path / "x.wav"))
+    assert rc == 2
+    assert len(lines) == 1 and "bad.pth" in lines[0], lines
+
+
+def test_missing_flags_one_line(capsys, tmp_path):
+    rc, lines = _main(capsys, "say", "hi", "--gpt", "x.ckpt", "--out", str(tmp_path / "x.wav"))
+    assert rc == 2 and len(lines) == 1 and "--sovits" in lines[0]
