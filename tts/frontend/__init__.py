@@ -29,7 +29,7 @@ CLEANERS = ("zh", "en", "ja")
 VERSIONS = ("v1", "v2")
 _ZH_SPECIALS = (("￥", "SP2"), ("^", "SP3"))  # silence marks of the zh cleaner
 _FULLWIDTH_ALNUM = {c: c - 0xFEE0 for c in [*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B)]}
-_EN_CJK_PUNCT = str.maketrans({"，": ",", "、": ",", "；": ",", "：": ",", "。": ".", "！": "!", "？": "?"})
+_EN_CJK_PUNCT = str.maketrans({"\u3000": " ", "，": ",", "、": ",", "；": ",", "：": ",", "。": ".", "！": "!", "？": "?"})
 _MIN_PHONES = 6
 
 

@@ -52,6 +52,8 @@ _OPERATORS = {"+": " plus ", "-": " minus ", "×": " times ", "÷": " divided by
 _NEGATIVE = re.compile(r"(?:^|\s+)(-)(\d+)")
 _NOT_KEPT = re.compile(r"[^ A-Za-z'.,?!\-]")
 _CAPITAL_INSIDE = re.compile(r"(?<!^)(?<![\s])([A-Z])")
+_MAX_DIGITS = 36  # inflect names numbers up to 10**36 - 1
+_LONG_NUMBER = re.compile(r"[0-9][0-9,.]{%d,}" % _MAX_DIGITS)
 _PUNCT = "!?…,.-"
 _REPEATED_PUNCT = re.compile(f"([{re.escape(_PUNCT)}\\s])([{re.escape(_PUNCT)}])+")
 
@@ -169,8 +171,17 @@ def _integer(m: re.Match) -> str:
     return _words(num, andword="")
 
 
+def _digit_by_digit(m: re.Match) -> str:
+    run = m.group(0)
+    return " ".join(run) if sum(c.isdigit() for c in run) > _MAX_DIGITS else run
+
+
 def expand(text: str) -> str:
-    """The reference's number/symbol expansion and character filter (its `normalize`)."""
+    """The reference's number/symbol expansion and character filter (its `normalize`).
+
+    Numbers longer than inflect can name (which make the reference fail) are read digit by digit.
+    """
+    text = _LONG_NUMBER.sub(_digit_by_digit, text)
     text = _ORDINAL_DOT.sub(_ordinal_dot, text)
     while _ARITHMETIC.search(text):
         text = _ARITHMETIC.sub(_arithmetic, text)
