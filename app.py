@@ -24,6 +24,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from agent import events as ev
 from agent.auth import AuthError, LimitError, install_log_redaction, is_public, key_from
@@ -99,7 +100,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         size = request.headers.get("content-length")
         if size is not None and (not size.isdigit() or int(size) > max_body):
             return _count(rt, error_response(413, "body_too_large", f"request body over {max_body} bytes"))
-        if rt is not None and not is_public(path):
+        if rt is not None and not is_public(path) and _routed(request):
             try:
                 request.state.principal = rt.auth.check(key_from(request.headers),
                                                         admin=path.startswith("/admin/"))
@@ -117,6 +118,11 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
                            allow_credentials=settings.server.cors_allow_credentials,
                            allow_methods=["*"], allow_headers=["*"],
                            expose_headers=["X-Session-Id", "X-Reply-Text", "X-Sample-Rate"])
+
+
+def _routed(request: Request) -> bool:
+    """Whether a route takes this method and path (else the router answers 404/405 without asking for a key)."""
+    return any(route.matches(request.scope)[0] == Match.FULL for route in request.app.router.routes)
 
 
 def _count(rt: Runtime | None, response: JSONResponse) -> JSONResponse:
@@ -143,7 +149,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
-        return respond(request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        response = respond(request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(TTSError)
     async def tts_error(request: Request, exc: TTSError) -> JSONResponse:
@@ -224,7 +232,7 @@ def _add_http_routes(app: FastAPI, settings: Settings) -> None:
         rt = _rt(request)
         speaker, options = rt.tts_request(body)
         return await _synthesis_response(rt, _principal(request), body.text, speaker, options,
-                                         body.media_type, body.streaming_mode)
+                                         body.media_type, bool(body.streaming_mode))
 
     @app.post("/v1/audio/speech", summary="OpenAI-compatible speech",
               responses=_audio_responses(("text/event-stream",)))
@@ -263,11 +271,20 @@ async def _chat2audio(rt: Runtime, body: ChatRequest, key_id: str) -> Response:
     turn = rt.run_turn(session, body.input, key_id)
     if not body.stream:
         pcm, text = await _collect_turn(turn)
-        headers["X-Reply-Text"] = quote(text, safe="")
+        headers["X-Reply-Text"] = _header_text(text)
         return Response(encode(pcm, SAMPLE_RATE, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
     first = await _first_audio(turn)
     return StreamingResponse(_encode_stream(first, turn, StreamEncoder(fmt, SAMPLE_RATE)),
                              media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+def _header_text(text: str, limit: int = 6000) -> str:
+    """Percent-encoded UTF-8, cut on a character boundary so that clients' header limits hold."""
+    out = quote(text, safe="")
+    while len(out) > limit:
+        text = text[: max(0, len(text) - max(1, (len(out) - limit) // 9))]
+        out = quote(text + "…", safe="")
+    return out
 
 
 async def _collect_turn(turn: AsyncIterator[ev.Event]) -> tuple[np.ndarray, str]:

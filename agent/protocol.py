@@ -11,11 +11,22 @@ import struct
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
 
 from agent import events as ev
 
 AudioFormat = Literal["wav", "pcm", "flac", "ogg", "opus", "mp3"]
+Language = Literal["auto", "zh", "all_zh", "en", "ja", "all_ja"]  # tts.types.LANGUAGES
+def _not_bool(v: Any) -> Any:
+    if isinstance(v, (bool, str)):
+        raise ValueError(f"expected a number, got {type(v).__name__}")
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+Flag = Annotated[bool, Strict()]  # true/false only: 0, 1 or "yes" are rejected as the schema says
+SPOKEN = r"\S"  # at least one non-space character
 
 
 class _Body(BaseModel):
@@ -28,55 +39,59 @@ class _Body(BaseModel):
 class ChatRequest(_Body):
     """POST /chat2audio. The seed request `{"input": "...", "speaker": "Nahida"}` works as is."""
 
-    input: str = Field(..., min_length=1, description="What the user says")
+    input: str = Field(..., min_length=1, max_length=20000, pattern=SPOKEN, description="What the user says")
     speaker: str | None = Field(None, description="Speaker id (GET /speakers); default from config")
     persona: str | None = Field(None, description="Persona id (GET /personas); default: the speaker's persona")
     session_id: str | None = Field(None, max_length=128, description="Continue a conversation")
-    stream: bool = Field(False, description="Chunked audio as sentences are synthesised")
+    stream: Flag = Field(False, description="Chunked audio as sentences are synthesised")
     format: AudioFormat = Field("wav", description="wav | pcm (s16le mono, 32 kHz) | flac | ogg (Opus) | mp3")
 
 
 class TTSRequest(_Body):
     """POST /tts with the GPT-SoVITS api_v2 field names, plus `speaker`."""
 
-    text: str = Field(..., min_length=1)
-    text_lang: str = "auto"
+    text: str = Field(..., min_length=1, max_length=20000, pattern=SPOKEN)
+    text_lang: Language = "auto"
     speaker: str | None = Field(None, description="Speaker id; default from config")
     ref_audio_path: str | None = Field(None, description="Reference clip inside the speakers or configured folders")
     aux_ref_audio_paths: list[str] = Field(default_factory=list)
     prompt_text: str = ""
-    prompt_lang: str | None = None
-    top_k: int = Field(15, ge=1, le=1024)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    temperature: float = Field(1.0, gt=0.0, le=5.0)
+    prompt_lang: Language | None = None
+    top_k: Int = Field(15, ge=1, le=1024)
+    top_p: Float = Field(1.0, gt=0.0, le=1.0)
+    temperature: Float = Field(1.0, gt=0.0, le=5.0)
     text_split_method: str = "cut5"
-    batch_size: int = Field(1, ge=1, le=64)
-    batch_threshold: float = 0.75
-    split_bucket: bool = True
-    speed_factor: float = Field(1.0, ge=0.25, le=4.0)
-    fragment_interval: float = Field(0.3, ge=0.0, le=5.0)
-    seed: int = -1
+    batch_size: Int = Field(1, ge=1, le=64)
+    batch_threshold: Float = 0.75
+    split_bucket: Flag = True
+    speed_factor: Float = Field(1.0, ge=0.25, le=4.0)
+    fragment_interval: Float = Field(0.3, ge=0.0, le=5.0)
+    seed: Int = -1
     media_type: AudioFormat = "wav"
-    streaming_mode: bool = False
-    parallel_infer: bool = True
-    repetition_penalty: float = Field(1.35, gt=0.0, le=5.0)
+    streaming_mode: Flag | Annotated[int, Strict(), Field(ge=0, le=3)] = Field(
+        False, description="false/0: whole file; true or 1-3 (api_v2 streaming modes): chunked audio")
+    parallel_infer: Flag = True
+    repetition_penalty: Float = Field(1.35, gt=0.0, le=5.0)
+
+
+class VoiceRef(_Body):
+    id: str = Field(..., min_length=1, max_length=128)
 
 
 class SpeechRequest(_Body):
     """POST /v1/audio/speech (OpenAI semantics)."""
 
     model: str = Field("tts-1", max_length=256)
-    input: str = Field(..., min_length=1, max_length=4096)
-    voice: str | dict[str, Any] = Field(..., description="A speaker id (GET /v1/audio/voices)")
+    input: str = Field(..., min_length=1, max_length=4096, pattern=SPOKEN)
+    voice: Annotated[str, Field(min_length=1, max_length=128)] | VoiceRef = Field(
+        ..., description="A speaker id (GET /v1/audio/voices), or {\"id\": ...}")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
-    speed: float = Field(1.0, ge=0.25, le=4.0)
+    speed: Float = Field(1.0, ge=0.25, le=4.0)
     stream_format: Literal["audio", "sse"] = "audio"
     instructions: str | None = Field(None, max_length=4096)
 
     def voice_id(self) -> str:
-        if isinstance(self.voice, dict):
-            return str(self.voice.get("id") or self.voice.get("name") or "")
-        return self.voice
+        return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
 
 
 class ErrorDetail(BaseModel):
@@ -106,7 +121,7 @@ class SessionUpdate(_ClientEvent):
 
 class InputText(_ClientEvent):
     type: Literal["input.text"]
-    text: str = Field(..., min_length=1)
+    text: str = Field(..., min_length=1, pattern=SPOKEN)
 
 
 class Interrupt(_ClientEvent):
@@ -116,7 +131,7 @@ class Interrupt(_ClientEvent):
 class Playback(_ClientEvent):
     type: Literal["playback"]
     turn_id: str
-    played_ms: float = Field(..., ge=0)
+    played_ms: Float = Field(..., ge=0)
 
 
 ClientEvent = Annotated[Union[SessionUpdate, InputText, Interrupt, Playback], Field(discriminator="type")]

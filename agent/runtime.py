@@ -21,7 +21,7 @@ from agent.config import Settings
 from agent.metrics import Metrics
 from agent.protocol import SpeechRequest, TTSRequest
 from tts.errors import TextTooLongError, TTSError
-from tts.types import LANGUAGES, SynthesisOptions
+from tts.types import SynthesisOptions
 
 log = logging.getLogger("chat2audio")
 
@@ -218,16 +218,12 @@ class Runtime:
     def tts_request(self, body: TTSRequest) -> tuple[Any, SynthesisOptions]:
         self.check_text(body.text)
         speaker = self.speaker_or_default(body.speaker)
-        if body.text_lang.lower() not in LANGUAGES:
-            from tts.errors import UnsupportedLanguageError
-
-            raise UnsupportedLanguageError(body.text_lang, LANGUAGES)
         if body.ref_audio_path:
             speaker = self._with_reference(speaker, body)
-        options = SynthesisOptions(language=body.text_lang.lower(), speed=body.speed_factor, top_k=body.top_k,
+        options = SynthesisOptions(language=body.text_lang, speed=body.speed_factor, top_k=body.top_k,
                                    top_p=body.top_p, temperature=body.temperature,
                                    repetition_penalty=body.repetition_penalty, seed=body.seed,
-                                   stream=body.streaming_mode, split=body.text_split_method != "cut0",
+                                   stream=bool(body.streaming_mode), split=body.text_split_method != "cut0",
                                    fragment_interval=body.fragment_interval)
         return speaker, options
 
@@ -235,36 +231,29 @@ class Runtime:
         from tts.speakers import ReferenceSet
 
         path = self._allowed_path(body.ref_audio_path or "")
-        lang = (body.prompt_lang or speaker.reference.language).lower()
-        if lang not in LANGUAGES:
-            from tts.errors import UnsupportedLanguageError
-
-            raise UnsupportedLanguageError(lang, LANGUAGES)
+        lang = body.prompt_lang or speaker.reference.language
         aux = tuple(self._allowed_path(p) for p in body.aux_ref_audio_paths)
         return dataclasses.replace(speaker, reference=ReferenceSet(path, body.prompt_text, lang, aux))
 
     def _allowed_path(self, value: str) -> Path:
-        """A reference clip path, confined to the speakers folder and `paths.ref_audio_dirs`."""
+        """A reference clip path, confined to the speakers folder and `paths.ref_audio_dirs`
+        (403 outside them, 404 when no such file is inside)."""
         roots = [self.settings.paths.speakers_dir.resolve(), *(d.resolve() for d in self.settings.paths.ref_audio_dirs)]
-        raw = Path(value)
-        candidates = [raw] if raw.is_absolute() else [r / raw for r in roots]
-        for cand in candidates:
-            real = cand.resolve()
-            if any(real.is_relative_to(r) for r in roots):
-                if real.is_file():
-                    return real
-            elif raw.is_absolute() or ".." in raw.parts:
-                break
         allowed = ", ".join(str(r) for r in roots)
-        raise ApiError(400, "bad_reference_path",
-                       f"ref_audio_path {value!r} is not a file inside the allowed folders ({allowed})")
+        raw = Path(value)
+        if "\x00" in value or ".." in raw.parts:
+            raise ApiError(403, "forbidden_path", f"ref_audio_path {value!r} may not contain '..'; allowed folders: {allowed}")
+        for cand in ([raw] if raw.is_absolute() else [r / raw for r in roots]):
+            real = cand.resolve()
+            if not any(real.is_relative_to(r) for r in roots):
+                raise ApiError(403, "forbidden_path", f"ref_audio_path {value!r} is outside the allowed folders ({allowed})")
+            if real.is_file():
+                return real
+        raise ApiError(404, "reference_not_found", f"ref_audio_path {value!r}: no such file in the allowed folders ({allowed})")
 
     def speech_request(self, body: SpeechRequest) -> tuple[Any, SynthesisOptions]:
         self.check_text(body.input, limit=4096)
-        voice = body.voice_id()
-        if not voice:
-            raise ApiError(400, "invalid_request", "voice is empty; see GET /v1/audio/voices")
-        return self.engine.speaker(voice), SynthesisOptions(speed=body.speed)
+        return self.engine.speaker(body.voice_id()), SynthesisOptions(speed=body.speed)
 
     async def synthesize(self, text: str, speaker: Any, options: SynthesisOptions,
                          key_id: str) -> AsyncIterator[np.ndarray]:

@@ -72,7 +72,9 @@ def test_tts_api_v2(client):
     y, sr = audio(r.content)
     assert sr == 32000 and len(y) > 0
     r = client.post("/tts", json={**body, "ref_audio_path": "/etc/passwd"})
-    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_reference_path"
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_path"
+    r = client.post("/tts", json={**body, "ref_audio_path": "Nahida/missing.wav"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "reference_not_found"
 
 
 def test_openai_speech(client):
@@ -116,10 +118,12 @@ BAD = [
     ("POST", "/chat2audio", {"input": "hi", "persona": "nobody"}, 404, "unknown_persona"),
     ("POST", "/chat2audio", {"input": "hi", "format": "wma"}, 422, "invalid_request"),
     ("POST", "/chat2audio", {"input": "x" * 5000}, 413, "text_too_long"),
-    ("POST", "/chat2audio", {"input": "   "}, 400, "empty_text"),
-    ("POST", "/tts", {"text": "hi", "text_lang": "klingon"}, 400, "unsupported_language"),
+    ("POST", "/chat2audio", {"input": "   "}, 422, "invalid_request"),
+    ("POST", "/tts", {"text": "hi", "text_lang": "klingon"}, 422, "invalid_request"),
+    ("POST", "/v1/audio/speech", {"input": "hi", "voice": ""}, 422, "invalid_request"),
+    ("TRACE", "/admin/reload", None, 405, "method_not_allowed"),
     ("POST", "/tts", {"text": "hi", "speed_factor": 9}, 422, "invalid_request"),
-    ("POST", "/tts", {"text": "hi", "ref_audio_path": "../../etc/passwd"}, 400, "bad_reference_path"),
+    ("POST", "/tts", {"text": "hi", "ref_audio_path": "../../etc/passwd"}, 403, "forbidden_path"),
     ("POST", "/v1/audio/speech", {"input": "hi", "voice": "alloy"}, 404, "unknown_speaker"),
     ("POST", "/v1/audio/speech", {"input": "x" * 4097, "voice": "Nahida"}, 422, "invalid_request"),
     ("POST", "/v1/audio/speech", {"input": "hi", "voice": "Nahida", "speed": 0.1}, 422, "invalid_request"),
@@ -139,6 +143,8 @@ def test_bad_requests_get_json_4xx(client, method, path, body, status, code):
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert err["code"] == code and err["message"]
+    if status == 405:
+        assert r.headers["allow"]
     if code in ("unknown_speaker", "unknown_persona"):
         assert "available" in err["message"]
     assert client.get("/health/live").status_code == 200
