@@ -219,7 +219,8 @@ class StreamingDecoder:
     """Chunked SoVITS decode of a growing token sequence, returning only new audio.
 
     Each `push` recomputes the prior over all tokens so far (enc_p attends globally), runs the flow and
-    the vocoder on a window with `left_context` latent frames before the first frame not yet emitted,
+    the vocoder on windows with `flow_context` / `dec_context` latent frames before the first frame not
+    yet emitted (enough for both to match a whole decode there),
     holds back the last `holdback_tokens` tokens' audio (their right context is still unknown) and
     joins chunks by a raised-cosine cross-fade over `crossfade_tokens` tokens. `finish()` emits the rest.
     The concatenated output has exactly the length of a whole decode of the same tokens.
@@ -234,7 +235,8 @@ class StreamingDecoder:
     generator: torch.Generator | None = None
     holdback_tokens: int = 2
     crossfade_tokens: int = 2
-    left_context: int = 48  # latent frames; covers the flow's (+-32) and the vocoder's (~+-12) reach
+    flow_context: int = 24  # latent frames of left context for the flow (its reach is about 16)
+    dec_context: int = 8  # ... and for the vocoder (reach about 8 frames)
     tokens: list[int] = field(default_factory=list)
     emitted_frames: int = 0  # latent frames (50 Hz) whose audio was returned
     _tail: torch.Tensor | None = None  # audio computed last time for the next cross-fade
@@ -278,11 +280,15 @@ class StreamingDecoder:
         if end <= self.emitted_frames:
             return empty
         start = self.emitted_frames
-        lo = max(0, start - self.left_context)
+        lo = max(0, start - self.flow_context)
         z_hi = min(n_frames, end + (0 if final else xf))
         z_p = SynthesizerTrn.sample_prior(m_p[..., lo:z_hi], logs_p[..., lo:z_hi], self.noise_scale,
                                           self._noise_slice(lo, z_hi, m_p))
-        audio = m.vocode(z_p, self.ge)[(start - lo) * hop:]  # frames [start, z_hi)
+        with torch.inference_mode():
+            ge = self.ge.to(m._dtype)
+            z = m.flow.reverse(z_p, ge)
+            lo_dec = max(0, start - self.dec_context)
+            audio = m.dec(z[..., lo_dec - lo:], ge).reshape(-1)[(start - lo_dec) * hop:]  # frames [start, z_hi)
         out = audio[: (end - start) * hop].clone()
         if self._tail is not None and len(self._tail):
             n = min(len(self._tail), len(out))
