@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        install_log_redaction()  # after the server configured logging: keys in ?api_key= never reach a log
         runtime = Runtime(settings)
         await runtime.start()
         app.state.runtime = runtime

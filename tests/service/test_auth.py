@@ -7,12 +7,14 @@ import httpx
 import pytest
 import websockets
 
+from tests.agent.fake_openai import Reply
 from tests.service.conftest import start_server
 
 
 @pytest.fixture(scope="module")
 def secured(demo_cache, fake_llm):
-    srv = start_server(demo_cache, fake_llm, CHAT2AUDIO_AUTH__API_KEYS='["k1"]', CHAT2AUDIO_AUTH__ADMIN_KEYS='["adm"]')
+    srv = start_server(demo_cache, fake_llm, CHAT2AUDIO_AUTH__API_KEYS='["k1", "k2"]', CHAT2AUDIO_AUTH__ADMIN_KEYS='["adm"]',
+                       CHAT2AUDIO_LIMITS__MAX_CONCURRENT_TURNS_PER_KEY="1")
     yield srv
     srv.stop()
 
@@ -41,3 +43,22 @@ async def test_ws_auth(secured):
         assert json.loads(await ws.recv())["type"] == "session.created"
     async with websockets.connect(secured.ws_url, additional_headers={"Authorization": "Bearer k1"}) as ws:
         assert json.loads(await ws.recv())["type"] == "session.created"
+
+
+async def test_busy_per_key(secured):
+    """One turn at a time per key: a second request with the same key gets 429 busy, another key does not."""
+    secured.llm.script(Reply.text("很长的故事。" * 20, token_chars=2, token_interval=0.03))
+    async with websockets.connect(secured.ws_url + "?api_key=k1") as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "input.text", "text": "讲故事"}))
+        assert json.loads(await ws.recv())["type"] == "turn.started"
+        async with httpx.AsyncClient(base_url=secured.url, timeout=120) as c:
+            body = {"model": "tts-1", "input": "你好。", "voice": "Nahida", "response_format": "pcm"}
+            r = await c.post("/v1/audio/speech", json=body, headers={"Authorization": "Bearer k1"})
+            assert r.status_code == 429 and r.json()["error"]["code"] == "busy"
+            r = await c.post("/v1/audio/speech", json=body, headers={"Authorization": "Bearer k2"})
+            assert r.status_code == 200
+        await ws.send(json.dumps({"type": "interrupt"}))
+        while (msg := json.loads(await ws.recv()))["type"] != "turn.done":
+            pass
+        assert msg["interrupted"] is True

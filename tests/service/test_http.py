@@ -103,8 +103,11 @@ def test_lists_health_metrics(client):
     h = client.get("/health").json()
     assert h["live"] and h["ready"] and h["demo"] and "no intelligible speech" in h["notice"]
     assert client.get("/health/ready").status_code == 200
+    client.post("/chat2audio", json={**SEED, "format": "pcm"})
     m = client.get("/metrics")
-    assert "chat2audio_time_to_first_audio_seconds_count" in m.text
+    count = [ln for ln in m.text.splitlines() if ln.startswith("chat2audio_time_to_first_audio_seconds_count")]
+    assert count and int(count[0].split()[1]) >= 1
+    assert 'chat2audio_http_requests_total{route="/chat2audio",status="200"}' in m.text
     assert m.headers["content-type"].startswith("text/plain")
     assert client.post("/admin/reload").status_code == 403  # no admin keys configured
 
@@ -148,3 +151,16 @@ def test_bad_requests_get_json_4xx(client, method, path, body, status, code):
     if code in ("unknown_speaker", "unknown_persona"):
         assert "available" in err["message"]
     assert client.get("/health/live").status_code == 200
+
+
+def test_check_command_on_the_demo(demo_cache, capsys):
+    from agent.cli import check_problems
+    from agent.config import DEFAULT_CONFIG, load_settings
+
+    settings = load_settings(DEFAULT_CONFIG, env={"CHAT2AUDIO_PATHS__CACHE_DIR": str(demo_cache)})
+    assert check_problems(settings) == []
+    bad = load_settings(DEFAULT_CONFIG, env={"CHAT2AUDIO_PATHS__CACHE_DIR": str(demo_cache / "nothing"),
+                                             "CHAT2AUDIO_AGENT__DEFAULT_PERSONA": "nobody"})
+    problems = check_problems(bad)
+    assert any("Nahida" in p and "not found" in p for p in problems)
+    assert any("nobody" in p for p in problems)
