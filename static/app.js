@@ -2,6 +2,7 @@
 // Plain ES module, no build step. Protocol: docs/protocol.md.
 import { Player, decodePcm16 } from "./player.js";
 import { api, apiKey, setApiKey, friendlyError, wsUrl, onKeyNeeded } from "./api.js";
+import { fillSelect, normalizeList, setupSpeech, setupTabs } from "./speech.js";
 
 const $ = (id) => document.getElementById(id);
 const LS_SESSION = "chat2audio.session_id";
@@ -60,6 +61,7 @@ Object.defineProperty(window, "chat2audioStatus", {
       persona: state.persona,
       speaker: state.speaker,
       sampleRate: state.sampleRate,
+      audioContextRate: player.rate, // equals sampleRate: chunks are played without per-chunk resampling
       turns: state.turns.map(turnSnapshot),
       playing: player.busy(),
       speakingSentence: speakingSentence()?.index ?? null,
@@ -207,6 +209,9 @@ function onServerError(ev) {
     return;
   }
   if (t && !t.done) t.el.classList.add("failed");
+  if (!ev.turn_id && (ev.code === "unknown_speaker" || ev.code === "unknown_persona")) {
+    savePrefs({ [ev.code === "unknown_speaker" ? "speaker" : "persona"]: "" }); // do not ask for it again
+  }
   if (!ev.turn_id && state.pendingSend) {
     state.pendingSend = null;
     updateButtons();
@@ -545,25 +550,6 @@ function setPicker(kind, id) {
   }
 }
 
-/** Lists come as arrays of ids or objects, possibly wrapped ({personas: [...]}, {data: [...]}). */
-function normalizeList(body) {
-  let list = body;
-  if (!Array.isArray(list) && list && typeof list === "object") {
-    const key = ["personas", "speakers", "voices", "data", "items"].find((k) => Array.isArray(list[k]));
-    list = key ? list[key] : Object.entries(list).map(([id, v]) => ({ id, ...(typeof v === "object" ? v : {}) }));
-  }
-  return (list || []).map((x) => {
-    if (typeof x === "string") return { id: x, label: x };
-    const id = x.id ?? x.name ?? x.speaker ?? x.voice_id;
-    return { id, label: x.display_name || x.name || id, speaker: x.speaker || x.default_speaker || x.voice || null };
-  });
-}
-
-function fillSelect(sel, items, current) {
-  sel.replaceChildren(...items.map((it) => new Option(it.label === it.id ? it.id : `${it.label} (${it.id})`, it.id)));
-  if (current && items.some((it) => it.id === current)) sel.value = current;
-}
-
 async function loadLists() {
   const prefs = loadPrefs();
   try {
@@ -581,6 +567,7 @@ async function loadLists() {
 function setupPickers() {
   $("persona").addEventListener("change", (e) => {
     const id = e.target.value;
+    if (turnActive()) interrupt(); // the server ends the turn on a switch: silence it here too
     state.persona = id;
     const update = { type: "session.update", persona: id };
     const bound = state.personas.find((p) => p.id === id)?.speaker;
@@ -592,6 +579,7 @@ function setupPickers() {
     send(update);
   });
   $("speaker").addEventListener("change", (e) => {
+    if (turnActive()) interrupt();
     state.speaker = e.target.value;
     savePrefs({ speaker: state.speaker });
     send({ type: "session.update", speaker: state.speaker });
@@ -599,74 +587,7 @@ function setupPickers() {
   $("tts-speaker").addEventListener("change", (e) => (e.target.dataset.touched = "1"));
 }
 
-// ---------------------------------------------------------------- speech tab (TTS only)
-
-let lastUrl = null;
-async function synthesize(e) {
-  e.preventDefault();
-  const fmt = $("tts-format").value;
-  const speaker = $("tts-speaker").value;
-  const num = (id) => Number($(id).value);
-  const body = {
-    text: $("tts-text").value,
-    text_lang: $("tts-lang").value,
-    speaker,
-    speed_factor: num("tts-speed"),
-    top_k: num("tts-topk"),
-    top_p: num("tts-topp"),
-    temperature: num("tts-temp"),
-    seed: num("tts-seed"),
-    media_type: fmt,
-  };
-  const status = $("tts-status");
-  status.textContent = "Synthesizing…";
-  $("tts-go").disabled = true;
-  const t0 = performance.now();
-  try {
-    const r = await api("tts", { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
-    const blob = await r.blob();
-    if (lastUrl) URL.revokeObjectURL(lastUrl);
-    lastUrl = URL.createObjectURL(blob);
-    const audio = $("tts-audio");
-    audio.src = lastUrl;
-    audio.hidden = false;
-    const dl = $("tts-download");
-    dl.href = lastUrl;
-    dl.download = `${speaker || "speech"}-${Date.now()}.${fmt}`;
-    dl.hidden = false;
-    status.textContent = `Done in ${Math.round(performance.now() - t0)} ms (${Math.round(blob.size / 1024)} KiB).`;
-    audio.play().catch(() => {});
-  } catch (err) {
-    status.textContent = "Failed.";
-    if (err.code !== "unauthorized") showError(err);
-  } finally {
-    $("tts-go").disabled = false;
-  }
-}
-
 // ---------------------------------------------------------------- tabs and settings
-
-function setupTabs() {
-  const tabs = [...document.querySelectorAll('[role="tab"]')];
-  const select = (tab) => {
-    for (const t of tabs) {
-      const on = t === tab;
-      t.setAttribute("aria-selected", String(on));
-      t.tabIndex = on ? 0 : -1;
-      $(t.getAttribute("aria-controls")).hidden = !on;
-    }
-  };
-  tabs.forEach((tab, i) => {
-    tab.addEventListener("click", () => select(tab));
-    tab.addEventListener("keydown", (e) => {
-      const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
-      if (!step) return;
-      const next = tabs[(i + step + tabs.length) % tabs.length];
-      select(next);
-      next.focus();
-    });
-  });
-}
 
 function setupSettings() {
   $("api-key").value = apiKey();
@@ -698,7 +619,7 @@ function main() {
   setupSettings();
   setupComposer();
   setupPickers();
-  $("speech-form").addEventListener("submit", synthesize);
+  setupSpeech(showError);
   document.addEventListener("chat2audio:key", afterKeyChange);
   restoreLog();
   loadLists();

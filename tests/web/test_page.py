@@ -93,6 +93,9 @@ def test_chat_stream_then_stop(browser, app_server, fake_llm: FakeOpenAI, shots:
         t = last_turn(page)
         assert t["audioChunksScheduled"] == chunks, "audio kept coming after Stop"
         assert status(page)["playing"] is False
+        deadline = time.monotonic() + 10
+        while fake_llm.client_gone <= gone_before and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert fake_llm.client_gone > gone_before, "the server did not cancel the LLM stream"
         assert page.locator(".msg.assistant.interrupted").count() == 1
         assert "interrupted" in page.inner_text(".msg.assistant.interrupted .meta")
