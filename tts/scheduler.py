@@ -82,7 +82,10 @@ class Outbox:
             self._cond.notify_all()
             waker = self._waker
         if waker is not None:
-            waker()
+            try:
+                waker()
+            except RuntimeError:  # the consumer's event loop is closed: nobody is listening
+                pass
 
     def get(self, timeout: float | None = None) -> Any:
         with self._cond:
