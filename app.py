@@ -409,10 +409,13 @@ class Connection:
 
     def __init__(self, rt: Runtime, websocket: WebSocket, key_id: str):
         self.rt, self.ws, self.key_id = rt, websocket, key_id
-        self.queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(rt.settings.limits.ws_send_queue)
+        # items: (turn_id of an audio message or None, frame); bounded: back-pressure on the turn
+        self.queue: asyncio.Queue[tuple[str | None, str | bytes]] = asyncio.Queue(rt.settings.limits.ws_send_queue)
         self.transport = "base64"
         self.session = rt.open_session(None, None, None, key_id)
         self.turn: asyncio.Task | None = None
+        self.turn_id: str | None = None
+        self.closed = False
 
     async def serve(self) -> None:
         sender = asyncio.create_task(self._send_loop())
@@ -429,25 +432,40 @@ class Connection:
             pass
         finally:
             self.rt.metrics.active_sessions.dec()
-            await self._stop_turn()
+            self.closed = True  # nothing more is sent; free the queue so a waiting turn can end
             sender.cancel()
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            await self._stop_turn()
 
     def _session_info(self) -> dict[str, Any]:
         s = self.session
         return {"session_id": s.id, "persona": s.persona_id, "speaker": s.speaker_id,
                 "sample_rate": SAMPLE_RATE, "format": "pcm16", "audio_transport": self.transport}
 
-    async def _emit(self, message: dict[str, Any] | str | bytes) -> None:
-        await self.queue.put(dumps(message) if isinstance(message, dict) else message)
+    async def _emit(self, message: dict[str, Any] | str | bytes, audio_of: str | None = None) -> None:
+        if self.closed:
+            return
+        await self.queue.put((audio_of, dumps(message) if isinstance(message, dict) else message))
+
+    def _drop_audio(self, turn_id: str) -> None:
+        """After an interrupt, audio of that turn still waiting in the queue is never sent."""
+        kept = []
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item[0] != turn_id:
+                kept.append(item)
+        for item in kept:
+            self.queue.put_nowait(item)
 
     async def _send_loop(self) -> None:
         while True:
-            item = await self.queue.get()
+            _, frame = await self.queue.get()
             try:
-                if isinstance(item, bytes):
-                    await self.ws.send_bytes(item)
-                elif item is not None:
-                    await self.ws.send_text(item)
+                if isinstance(frame, bytes):
+                    await self.ws.send_bytes(frame)
+                else:
+                    await self.ws.send_text(frame)
             except Exception:  # the client is gone; the reader loop ends the connection
                 return
 
@@ -485,9 +503,13 @@ class Connection:
         try:
             async for event in self.rt.run_turn(self.session, text, self.key_id):
                 if isinstance(event, ev.AudioOut):
-                    await self._emit(audio_message(event, self.transport))
+                    await self._emit(audio_message(event, self.transport), audio_of=event.turn_id)
                 else:
+                    if isinstance(event, ev.TurnStarted):
+                        self.turn_id = event.turn_id
                     await self._emit(server_message(event))
+                    if isinstance(event, ev.TurnDone):
+                        self.turn_id = None
         except (ApiError, TTSError, LimitError, PersonaError, SessionLimitError) as e:
             await self._emit({"type": "error", "code": e.code, "message": e.message})
 
@@ -497,10 +519,15 @@ class Connection:
         if task is None or task.done():
             return
         self.session.interrupt()
+        if self.turn_id:
+            self._drop_audio(self.turn_id)
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=3.0)
-        except (asyncio.TimeoutError, Exception):
+        except Exception:
             task.cancel()
+        if self.turn_id:  # the turn did not end by itself: close it for the client
+            await self._emit({"type": "turn.done", "turn_id": self.turn_id, "text": "", "interrupted": True})
+            self.turn_id = None
 
 
 # --------------------------------------------------------------------------------------------- main

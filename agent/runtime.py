@@ -72,6 +72,10 @@ class Runtime:
         from tts.engine import Engine, EngineConfig
 
         self.engine = await asyncio.to_thread(Engine, _engine_config(EngineConfig, s))
+        if s.tts.warmup and hasattr(self.engine, "warmup"):
+            t0 = time.perf_counter()
+            await asyncio.to_thread(self.engine.warmup, [s.agent.default_speaker])
+            log.info("TTS warm-up took %.1f s", time.perf_counter() - t0)
         self.personas = PersonaRegistry(s.paths.personas_dir)
         self.llm = await self._build_llm()
         self.sessions = self._build_store()
