@@ -147,7 +147,7 @@ class SynthesizerTrn(nn.Module):
         """HuBERT features [1, 768, T] (50 Hz) -> semantic codes [1, 1, T//2] (25 Hz, int64)."""
         if ssl.dim() == 2:
             ssl = ssl.unsqueeze(0)
-        x = self.ssl_proj(ssl.to(self._dtype))
+        x = self.ssl_proj(ssl.to(self._device, self._dtype))
         return self.quantizer.encode(x).transpose(0, 1)
 
     @torch.inference_mode()
@@ -159,7 +159,7 @@ class SynthesizerTrn(nn.Module):
             raise ValueError("style() needs at least one reference spectrogram")
         ges = []
         for s in specs:
-            s = s.to(self._dtype)
+            s = s.to(self._device, self._dtype)
             if s.dim() == 2:
                 s = s.unsqueeze(0)
             ges.append(self.ref_enc(s[:, : self.cfg.style_bins]))
@@ -171,17 +171,17 @@ class SynthesizerTrn(nn.Module):
     def prior(self, codes: torch.Tensor, phones: torch.Tensor, ge: torch.Tensor,
               speed: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """m_p, logs_p [1, inter, T'] for codes [1,1,T] (or [T]) and phones [1,N] (or [N])."""
-        codes = codes.reshape(1, 1, -1).long()
-        phones = phones.reshape(1, -1).long()
+        codes = codes.reshape(1, 1, -1).long().to(self._device)
+        phones = phones.reshape(1, -1).long().to(self._device)
         q = self.quantizer.decode(codes.transpose(0, 1))  # [1, 768, T]
         if self.cfg.semantic_frame_rate == "25hz":
             q = q.repeat_interleave(2, dim=-1)  # nearest x2 -> 50 Hz
-        return self.enc_p(q, phones, ge.to(self._dtype), speed)
+        return self.enc_p(q, phones, ge.to(self._device, self._dtype), speed)
 
     @torch.inference_mode()
     def vocode(self, z: torch.Tensor, ge: torch.Tensor) -> torch.Tensor:
         """Latent z_p [1, inter, T] -> audio [T * hop] (flow reverse, then HiFi-GAN)."""
-        ge = ge.to(self._dtype)
+        ge = ge.to(self._device, self._dtype)
         return self.dec(self.flow.reverse(z, ge), ge).reshape(-1)
 
     @torch.inference_mode()
@@ -198,8 +198,9 @@ class SynthesizerTrn(nn.Module):
                      eps: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         if noise_scale == 0:
             return m_p
-        if eps is None:
-            eps = torch.randn(m_p.shape, generator=generator, dtype=m_p.dtype, device=m_p.device)
+        if eps is None:  # drawn where the generator lives (CPU generators keep GPU runs reproducible)
+            dev = generator.device if generator is not None else m_p.device
+            eps = torch.randn(m_p.shape, generator=generator, dtype=torch.float32, device=dev)
         eps = eps.reshape(m_p.shape).to(m_p)
         return m_p + eps * torch.exp(logs_p) * noise_scale
 
@@ -212,6 +213,10 @@ class SynthesizerTrn(nn.Module):
     @property
     def _dtype(self) -> torch.dtype:
         return self.enc_p.proj.weight.dtype
+
+    @property
+    def _device(self) -> torch.device:
+        return self.enc_p.proj.weight.device
 
 
 @dataclass
@@ -268,7 +273,7 @@ class StreamingDecoder:
     def _step(self, final: bool) -> torch.Tensor:
         m = self.model
         hop = m.hop_length
-        empty = torch.zeros(0, dtype=m._dtype)
+        empty = torch.zeros(0, dtype=m._dtype, device=m._device)
         if not self.tokens:
             return empty
         codes = torch.tensor(self.tokens, dtype=torch.long)
@@ -285,14 +290,15 @@ class StreamingDecoder:
         z_p = SynthesizerTrn.sample_prior(m_p[..., lo:z_hi], logs_p[..., lo:z_hi], self.noise_scale,
                                           self._noise_slice(lo, z_hi, m_p))
         with torch.inference_mode():
-            ge = self.ge.to(m._dtype)
+            ge = self.ge.to(m._device, m._dtype)
             z = m.flow.reverse(z_p, ge)
             lo_dec = max(0, start - self.dec_context)
             audio = m.dec(z[..., lo_dec - lo:], ge).reshape(-1)[(start - lo_dec) * hop:]  # frames [start, z_hi)
         out = audio[: (end - start) * hop].clone()
         if self._tail is not None and len(self._tail):
             n = min(len(self._tail), len(out))
-            fade = 0.5 - 0.5 * torch.cos(torch.linspace(0, math.pi, n + 2, dtype=out.dtype)[1:-1])
+            ramp = torch.linspace(0, math.pi, n + 2, dtype=torch.float32, device=out.device)[1:-1]
+            fade = (0.5 - 0.5 * torch.cos(ramp)).to(out.dtype)  # raised cosine, 0 -> 1
             out[:n] = self._tail[:n] * (1 - fade) + out[:n] * fade
         self._tail = None if final else audio[(end - start) * hop: (end - start + xf) * hop].clone()
         self.emitted_frames = end
@@ -307,6 +313,8 @@ class StreamingDecoder:
             return eps[..., lo:hi]
         have = 0 if self._noise is None else self._noise.shape[-1]
         if have < hi:
-            more = torch.randn((1, like.shape[1], hi - have), generator=self.generator, dtype=like.dtype)
+            dev = self.generator.device if self.generator is not None else torch.device("cpu")
+            more = torch.randn((1, like.shape[1], hi - have), generator=self.generator, dtype=torch.float32,
+                               device=dev)
             self._noise = more if self._noise is None else torch.cat([self._noise, more], dim=-1)
         return self._noise[..., lo:hi]
