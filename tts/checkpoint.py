@@ -225,8 +225,10 @@ def sovits_version(path: str | Path) -> str:
     refusing unsupported ones."""
     p = Path(path)
     obj, header = _load_sovits_raw(p)
-    hps = obj.get("config")
-    return _classify(obj["weight"], hps if isinstance(hps, dict) else {}, header, "lora_rank" in obj)
+    raw, hps = obj["weight"], obj.get("config")
+    if not isinstance(raw, dict) or any(str(k).startswith("model.") for k in raw):
+        raise CheckpointError(f"{p} is not a SoVITS checkpoint")
+    return _classify(raw, hps if isinstance(hps, dict) else {}, header, "lora_rank" in obj)
 
 
 def load_sovits(path: str | Path) -> SovitsCheckpoint:
