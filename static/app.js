@@ -23,7 +23,7 @@ const state = {
   personas: [],
   turns: [], // Turn records, oldest first
   current: null, // the Turn receiving events
-  pendingSend: null, // {text, at} between input.text and turn.started
+  pending: [], // {text, at, cancelled} per input.text sent and not yet answered by turn.started
   lastError: null,
   fresh: false, // next connection starts a new session instead of resuming
 };
@@ -212,8 +212,8 @@ function onServerError(ev) {
   if (!ev.turn_id && (ev.code === "unknown_speaker" || ev.code === "unknown_persona")) {
     savePrefs({ [ev.code === "unknown_speaker" ? "speaker" : "persona"]: "" }); // do not ask for it again
   }
-  if (!ev.turn_id && state.pendingSend) {
-    state.pendingSend = null;
+  if (!ev.turn_id && state.pending.length && !ev.code.startsWith("unknown_")) {
+    state.pending.pop(); // the input.text just sent was refused (too long, busy, ...)
     updateButtons();
   }
   showError(ev);
@@ -234,8 +234,7 @@ function withTurn(ev, fn) {
 // ---------------------------------------------------------------- turns
 
 function onTurnStarted(ev) {
-  const p = state.pendingSend;
-  state.pendingSend = null;
+  const p = state.pending.shift();
   const t = {
     turnId: ev.turn_id,
     userText: p ? p.text : "",
@@ -246,7 +245,7 @@ function onTurnStarted(ev) {
     sentences: new Map(),
     chunks: [], // {start, duration, index}
     firstAudioMs: null,
-    interrupted: false,
+    interrupted: !!(p && p.cancelled), // Stop was pressed before the reply began
     done: false,
     el: null,
   };
@@ -316,7 +315,7 @@ function onTurnDone(t, ev) {
 
 function abandonTurn() {
   const t = state.current;
-  state.pendingSend = null;
+  state.pending = [];
   if (t && !t.done) {
     t.done = true;
     t.el.setAttribute("aria-busy", "false");
@@ -333,22 +332,31 @@ function playedMs(t) {
   return ms;
 }
 
-function turnActive() {
+/** The turn the character is writing or speaking, if any. */
+function liveTurn() {
   const t = state.current;
-  return !!state.pendingSend || (t && !t.interrupted && (!t.done || player.busy()));
+  return t && !t.interrupted && (!t.done || player.busy()) ? t : null;
+}
+
+function turnActive() {
+  return state.pending.some((p) => !p.cancelled) || !!liveTurn();
 }
 
 /** Barge-in: silence now, tell the server what was heard, then stop the turn. */
 function interrupt() {
-  const t = state.current;
-  if (state.pendingSend && !t) state.pendingSend = null;
-  if (!t || t.interrupted) {
-    player.stopAll();
+  const t = liveTurn();
+  player.stopAll();
+  const waiting = state.pending.filter((p) => !p.cancelled);
+  if (waiting.length) {
+    // Sent but not started yet: the server stops it as soon as it starts.
+    waiting.forEach((p) => (p.cancelled = true));
+    if (!t || t.done) send({ type: "interrupt" });
+  }
+  if (!t) {
     updateButtons();
     return;
   }
   const heard = Math.round(playedMs(t));
-  player.stopAll();
   t.interrupted = true;
   t.stoppedAt = player.now();
   send({ type: "playback", turn_id: t.turnId, played_ms: heard });
@@ -486,13 +494,13 @@ function submitMessage() {
   const text = input.value.trim();
   if (!text) return;
   player.unlock(state.sampleRate);
-  if (turnActive()) interrupt();
+  if (liveTurn()) interrupt(); // silence it and report what was heard; the server also ends it
   if (!send({ type: "input.text", text })) {
     showError({ code: "not_connected", message: "Not connected to the server yet." });
     return;
   }
   clearError();
-  state.pendingSend = { text, at: performance.now() };
+  state.pending.push({ text, at: performance.now(), cancelled: false });
   addMessage("user", text);
   saveLog();
   input.value = "";
@@ -506,6 +514,11 @@ function setupComposer() {
     submitMessage();
   });
   input.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && turnActive()) {
+      e.preventDefault();
+      interrupt();
+      return;
+    }
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       submitMessage();
@@ -513,7 +526,7 @@ function setupComposer() {
   });
   // Typing while the character speaks interrupts it (barge-in).
   input.addEventListener("input", () => {
-    if (input.value.trim() && turnActive() && state.current && !state.current.interrupted) interrupt();
+    if (input.value.trim() && liveTurn()) interrupt();
   });
   $("stop").addEventListener("click", () => {
     interrupt();

@@ -51,7 +51,7 @@ def pick(page, select_id: str, wanted: str) -> None:
     page.select_option(f"#{select_id}", match[0])
 
 
-def test_chat_stream_then_stop(browser, app_server, fake_llm: FakeOpenAI, shots: Path) -> None:
+def test_chat_stream_then_stop(browser, app_server, shots: Path) -> None:
     context, page = open_page(browser, app_server.url)
     try:
         wait_connected(page)
@@ -60,7 +60,6 @@ def test_chat_stream_then_stop(browser, app_server, fake_llm: FakeOpenAI, shots:
         page.wait_for_function(f"{STATUS}.speaker.toLowerCase() === 'nahida' && {STATUS}.persona === 'nahida'")
         page.screenshot(path=str(shots / "01-loaded.png"))
 
-        gone_before = fake_llm.client_gone
         page.fill("#input", "Hello, Nahida!")
         page.press("#input", "Enter")  # Enter sends
         assert page.input_value("#input") == ""
@@ -93,10 +92,6 @@ def test_chat_stream_then_stop(browser, app_server, fake_llm: FakeOpenAI, shots:
         t = last_turn(page)
         assert t["audioChunksScheduled"] == chunks, "audio kept coming after Stop"
         assert status(page)["playing"] is False
-        deadline = time.monotonic() + 10
-        while fake_llm.client_gone <= gone_before and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert fake_llm.client_gone > gone_before, "the server did not cancel the LLM stream"
         assert page.locator(".msg.assistant.interrupted").count() == 1
         assert "interrupted" in page.inner_text(".msg.assistant.interrupted .meta")
         assert not page.is_enabled("#stop")
@@ -133,6 +128,18 @@ def test_typing_interrupts_speech(browser, app_server, shots: Path) -> None:
         assert status(page)["playing"] is False
         page.wait_for_function(f"{LAST_TURN}.done", timeout=15000)
         assert page.input_value("#input") == "W"
+
+        # Esc stops too, even before the reply has begun.
+        turns = len(status(page)["turns"])
+        page.fill("#input", "One more thing.")
+        page.press("#input", "Enter")
+        page.press("#input", "Escape")
+        page.wait_for_function(f"{STATUS}.turns.length > {turns} && {LAST_TURN}.done", timeout=30000)
+        t = last_turn(page)
+        assert t["interrupted"] and t["serverInterrupted"]
+        time.sleep(0.3)
+        assert status(page)["playing"] is False and not page.is_enabled("#stop")
+        assert page.js_errors == []
     finally:
         context.close()
 
