@@ -7,6 +7,7 @@ them, loads everything, and `stop()` cancels running turns and releases the mode
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -331,18 +332,21 @@ class Runtime:
                 self._tasks.add(task)
             self.metrics.active_turns.inc()
             try:
-                async for event in session.run_turn(text):
-                    if first_text and isinstance(event, ev.TextDelta):
-                        self.metrics.llm_first_token.observe(time.perf_counter() - t0)
-                        first_text = False
-                    elif first_audio and isinstance(event, ev.AudioOut):
-                        self.metrics.time_to_first_audio.observe(time.perf_counter() - t0)
-                        first_audio = False
-                    elif isinstance(event, ev.TurnDone):
-                        self.metrics.turns.inc("interrupted" if event.interrupted else "completed")
-                    elif isinstance(event, ev.ErrorEvent):
-                        self.metrics.errors.inc(event.code)
-                    yield event
+                # aclosing: closing this generator (HTTP client gone) stops the session's LLM and TTS
+                # stages now, not when the garbage collector finalises the inner generator
+                async with contextlib.aclosing(session.run_turn(text)) as events:
+                    async for event in events:
+                        if first_text and isinstance(event, ev.TextDelta):
+                            self.metrics.llm_first_token.observe(time.perf_counter() - t0)
+                            first_text = False
+                        elif first_audio and isinstance(event, ev.AudioOut):
+                            self.metrics.time_to_first_audio.observe(time.perf_counter() - t0)
+                            first_audio = False
+                        elif isinstance(event, ev.TurnDone):
+                            self.metrics.turns.inc("interrupted" if event.interrupted else "completed")
+                        elif isinstance(event, ev.ErrorEvent):
+                            self.metrics.errors.inc(event.code)
+                        yield event
             finally:
                 self.metrics.active_turns.dec()
                 if task is not None:
