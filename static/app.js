@@ -194,7 +194,8 @@ function onSession(ev) {
     if (update.session_id) return; // wait for session.updated to adopt the resumed id
   }
   if (ev.session_id && ev.session_id !== state.sessionId) {
-    if (state.sessionId && localStorage.getItem(LS_SESSION) !== ev.session_id) clearLog();
+    const prev = localStorage.getItem(LS_SESSION);
+    if (prev && prev !== ev.session_id) clearLog(); // another conversation (e.g. the server forgot ours)
     state.sessionId = ev.session_id;
     localStorage.setItem(LS_SESSION, ev.session_id);
   }

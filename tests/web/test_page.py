@@ -210,3 +210,37 @@ def test_api_key_flow(browser, keyed_server, shots: Path) -> None:
         assert page.js_errors == []
     finally:
         context.close()
+
+
+# Renders the page's player offline: a sine cut into uneven chunks must come out unbroken
+# (no gaps, no fades, no clicks at chunk edges). Returns the largest sample error.
+PLAYER_RENDER = """async (sizes) => {
+  const { Player } = await import("./static/player.js");
+  const rate = 32000, n = rate;
+  const ctx = new OfflineAudioContext(1, 2 * rate, rate);
+  const player = new Player({ makeContext: () => ctx });
+  const sine = Float32Array.from({ length: n }, (_, i) => 0.5 * Math.sin(2 * Math.PI * 220 * i / rate));
+  const starts = [];
+  for (let pos = 0, k = 0; pos < n; k++) {
+    const m = Math.min(sizes[k % sizes.length], n - pos);
+    starts.push(player.schedule(sine.slice(pos, pos + m), rate));
+    pos += m;
+  }
+  const out = (await ctx.startRendering()).getChannelData(0);
+  const off = Math.round(starts[0].start * rate);
+  let maxErr = 0;
+  for (let i = 200; i < n - 200; i++) maxErr = Math.max(maxErr, Math.abs(out[off + i] - sine[i]));
+  const before = Math.max(...out.slice(0, off - 1).map(Math.abs));
+  return { maxErr, before, gaps: starts.filter((s) => s.gap).length };
+}"""
+
+
+def test_player_is_gapless(browser, app_server) -> None:
+    context, page = open_page(browser, app_server.url)
+    try:
+        got = page.evaluate(PLAYER_RENDER, [1000, 2560, 777, 4000, 12001, 333])
+        assert got["gaps"] == 1  # only the first chunk starts after a lead
+        assert got["before"] == 0
+        assert got["maxErr"] < 1e-3, got
+    finally:
+        context.close()
