@@ -117,12 +117,14 @@ def _assert_gapless(turn: dict) -> None:
 
 
 def test_typing_interrupts_speech(browser, app_server, shots: Path) -> None:
-    context, page = open_page(browser, app_server.url)
+    context, page = open_page(browser, app_server.url, width=390, height=844)  # phone width
     try:
         wait_connected(page)
         page.fill("#input", "Tell me a story.")
         page.press("#input", "Enter")
         page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.audioChunksScheduled >= 1", timeout=120000)
+        page.screenshot(path=str(shots / "06-phone-chat.png"))
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
         page.type("#input", "W")  # barge-in: the first keystroke silences the character
         page.wait_for_function(f"{LAST_TURN}.interrupted", timeout=5000)
         assert status(page)["playing"] is False
@@ -166,6 +168,7 @@ def test_speech_tab_download(browser, app_server, shots: Path, tmp_path: Path) -
             pcm, sr = sf.read(io.BytesIO(target.read_bytes()))
             assert sr > 0 and len(pcm) > 0
         page.screenshot(path=str(shots / "04-speech.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         assert page.js_errors == []
     finally:
         context.close()
