@@ -188,7 +188,8 @@ class Session:
             return
         act.record.interrupted = True
         for t in act.tasks:
-            t.cancel()
+            if not t.cancelling():  # a second cancel would cut the stage's own cleanup (closing the LLM stream)
+                t.cancel()
         while not act.out.empty():  # what the consumer has not taken was never delivered
             act.out.get_nowait()
         act.out.put_nowait(_INTERRUPTED)
@@ -234,7 +235,8 @@ class Session:
 
     async def _stop(self, act: _Active) -> None:
         for t in act.tasks:
-            t.cancel()
+            if not t.cancelling():
+                t.cancel()
         await asyncio.gather(*act.tasks, return_exceptions=True)
         if self._active is act:
             self._active = None
