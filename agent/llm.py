@@ -12,6 +12,7 @@ generator, or cancelling the task iterating it, stops the HTTP stream or the gen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -154,9 +155,12 @@ class OpenAIClient:
         while True:
             yielded = False
             try:
-                async for delta in self._stream_once(body):
-                    yielded = True
-                    yield delta
+                # aclosing: a consumer that stops early (interrupt, client gone) closes the HTTP stream
+                # now, not whenever the garbage collector finalises the inner generator
+                async with contextlib.aclosing(self._stream_once(body)) as inner:
+                    async for delta in inner:
+                        yielded = True
+                        yield delta
                 return
             except _Retryable as r:
                 if yielded or attempt >= self.retries:
