@@ -3,12 +3,9 @@
 import { Player, decodePcm16 } from "./player.js";
 import { api, apiKey, setApiKey, friendlyError, wsUrl, onKeyNeeded } from "./api.js";
 import { fillSelect, normalizeList, setupSpeech, setupTabs } from "./speech.js";
+import { forgetLog, loadLog, loadPrefs, saveLog, savePrefs, storedSession, storeSession } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
-const LS_SESSION = "chat2audio.session_id";
-const LS_PREFS = "chat2audio.prefs";
-const LS_LOG = "chat2audio.log";
-const LOG_KEEP = 60;
 
 const state = {
   ws: null,
@@ -182,7 +179,7 @@ function onSession(ev) {
   const created = ev.type === "session.created";
   if (ev.sample_rate) state.sampleRate = ev.sample_rate;
   if (created) setConn("connected", "Connected");
-  const stored = localStorage.getItem(LS_SESSION);
+  const stored = storedSession();
   const prefs = loadPrefs();
   if (created) {
     const update = {};
@@ -194,10 +191,10 @@ function onSession(ev) {
     if (update.session_id) return; // wait for session.updated to adopt the resumed id
   }
   if (ev.session_id && ev.session_id !== state.sessionId) {
-    const prev = localStorage.getItem(LS_SESSION);
+    const prev = storedSession();
     if (prev && prev !== ev.session_id) clearLog(); // another conversation (e.g. the server forgot ours)
     state.sessionId = ev.session_id;
-    localStorage.setItem(LS_SESSION, ev.session_id);
+    storeSession(ev.session_id);
   }
   if (ev.persona) setPicker("persona", ev.persona);
   if (ev.speaker) setPicker("speaker", ev.speaker);
@@ -206,7 +203,7 @@ function onSession(ev) {
 function onServerError(ev) {
   const t = ev.turn_id ? findTurn(ev.turn_id) : null;
   if (ev.code === "unknown_session" || ev.code === "session_not_found") {
-    localStorage.removeItem(LS_SESSION); // the server forgot it: keep the new one
+    storeSession(null); // the server forgot it: keep the new one
     return;
   }
   if (t && !t.done) t.el.classList.add("failed");
@@ -310,7 +307,7 @@ function onTurnDone(t, ev) {
   t.el.setAttribute("aria-busy", "false");
   if (!t.raw && ev.text) appendText(t, ev.text);
   if (t.interrupted) markInterrupted(t);
-  saveLog();
+  persistLog();
   updateButtons();
 }
 
@@ -459,24 +456,17 @@ function personaLabel() {
   return p ? p.label : state.persona || "Character";
 }
 
-function saveLog() {
-  const items = [...$("log").querySelectorAll(".msg")].slice(-LOG_KEEP).map((el) => ({
+function persistLog() {
+  const items = [...$("log").querySelectorAll(".msg")].map((el) => ({
     role: el.classList.contains("user") ? "user" : "assistant",
     who: el.querySelector(".who").textContent,
     text: el.querySelector(".body").textContent,
   }));
-  localStorage.setItem(LS_LOG, JSON.stringify({ session: state.sessionId, items }));
+  saveLog(state.sessionId, items);
 }
 
 function restoreLog() {
-  let saved;
-  try {
-    saved = JSON.parse(localStorage.getItem(LS_LOG) || "null");
-  } catch (_e) {
-    return;
-  }
-  if (!saved || saved.session !== localStorage.getItem(LS_SESSION)) return;
-  for (const it of saved.items || []) {
+  for (const it of loadLog()) {
     const el = addMessage(it.role, it.text);
     el.querySelector(".who").textContent = it.who;
     el.classList.add("restored");
@@ -485,7 +475,7 @@ function restoreLog() {
 
 function clearLog() {
   $("log").replaceChildren();
-  localStorage.removeItem(LS_LOG);
+  forgetLog();
 }
 
 // ---------------------------------------------------------------- composer
@@ -503,7 +493,7 @@ function submitMessage() {
   clearError();
   state.pending.push({ text, at: performance.now(), cancelled: false });
   addMessage("user", text);
-  saveLog();
+  persistLog();
   input.value = "";
   updateButtons();
 }
@@ -534,7 +524,7 @@ function setupComposer() {
     input.focus();
   });
   $("new-chat").addEventListener("click", () => {
-    localStorage.removeItem(LS_SESSION);
+    storeSession(null);
     state.sessionId = null;
     player.stopAll();
     clearLog();
@@ -543,18 +533,6 @@ function setupComposer() {
 }
 
 // ---------------------------------------------------------------- personas and speakers
-
-function loadPrefs() {
-  try {
-    return JSON.parse(localStorage.getItem(LS_PREFS) || "{}");
-  } catch (_e) {
-    return {};
-  }
-}
-
-function savePrefs(patch) {
-  localStorage.setItem(LS_PREFS, JSON.stringify({ ...loadPrefs(), ...patch }));
-}
 
 function setPicker(kind, id) {
   state[kind] = id;
