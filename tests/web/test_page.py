@@ -51,7 +51,7 @@ def pick(page, select_id: str, wanted: str) -> None:
     page.select_option(f"#{select_id}", match[0])
 
 
-def test_chat_stream_then_stop(browser, app_server, shots: Path) -> None:
+def test_chat_stream_then_stop(browser, app_server, fake_llm: FakeOpenAI, shots: Path) -> None:
     context, page = open_page(browser, app_server.url)
     try:
         wait_connected(page)
@@ -60,6 +60,7 @@ def test_chat_stream_then_stop(browser, app_server, shots: Path) -> None:
         page.wait_for_function(f"{STATUS}.speaker.toLowerCase() === 'nahida' && {STATUS}.persona === 'nahida'")
         page.screenshot(path=str(shots / "01-loaded.png"))
 
+        gone_before = fake_llm.client_gone
         page.fill("#input", "Hello, Nahida!")
         page.press("#input", "Enter")  # Enter sends
         assert page.input_value("#input") == ""
@@ -92,6 +93,10 @@ def test_chat_stream_then_stop(browser, app_server, shots: Path) -> None:
         t = last_turn(page)
         assert t["audioChunksScheduled"] == chunks, "audio kept coming after Stop"
         assert status(page)["playing"] is False
+        deadline = time.monotonic() + 10
+        while fake_llm.client_gone <= gone_before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert fake_llm.client_gone > gone_before, "the server did not stop the LLM stream"
         assert page.locator(".msg.assistant.interrupted").count() == 1
         assert "interrupted" in page.inner_text(".msg.assistant.interrupted .meta")
         assert not page.is_enabled("#stop")
