@@ -23,6 +23,7 @@ const state = {
   pending: [], // {text, at, cancelled} per input.text sent and not yet answered by turn.started
   lastError: null,
   fresh: false, // next connection starts a new session instead of resuming
+  created: null, // the last session.created (to retry the resume when a stored choice is refused)
 };
 const player = new Player();
 
@@ -96,6 +97,7 @@ function setConn(s, text) {
 
 function connect() {
   clearTimeout(state.retryTimer);
+  state.sessionId = null; // known again once the server confirms it
   setConn("connecting", "Connecting…");
   let opened = false;
   const ws = new WebSocket(wsUrl("ws"));
@@ -182,6 +184,7 @@ function onSession(ev) {
   const stored = storedSession();
   const prefs = loadPrefs();
   if (created) {
+    state.created = ev;
     const update = {};
     if (stored && stored !== ev.session_id && !state.fresh) update.session_id = stored;
     if (prefs.persona && prefs.persona !== ev.persona) update.persona = prefs.persona;
@@ -209,6 +212,7 @@ function onServerError(ev) {
   if (t && !t.done) t.el.classList.add("failed");
   if (!ev.turn_id && (ev.code === "unknown_speaker" || ev.code === "unknown_persona")) {
     savePrefs({ [ev.code === "unknown_speaker" ? "speaker" : "persona"]: "" }); // do not ask for it again
+    if (!state.sessionId && state.created) onSession(state.created); // the resume was refused: retry without it
   }
   if (!ev.turn_id && state.pending.length && !ev.code.startsWith("unknown_")) {
     state.pending.pop(); // the input.text just sent was refused (too long, busy, ...)

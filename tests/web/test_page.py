@@ -194,6 +194,23 @@ def test_server_error_in_plain_words(browser, app_server, fake_llm: FakeOpenAI) 
         context.close()
 
 
+def test_stale_choice_is_dropped(browser, app_server) -> None:
+    """A remembered voice the server no longer has: said in plain words, then the page carries on."""
+    context = browser.new_context()
+    context.add_init_script("localStorage.setItem('chat2audio.prefs', JSON.stringify({speaker: 'Gone'}))")
+    page = context.new_page()
+    try:
+        page.goto(app_server.url)
+        wait_connected(page)
+        page.wait_for_selector("#error:not([hidden])", timeout=10000)
+        assert "voice does not exist" in page.inner_text("#error-text")
+        assert status(page)["lastError"]["code"] == "unknown_speaker"
+        assert status(page)["speaker"] != "Gone"
+        assert page.evaluate("JSON.parse(localStorage.getItem('chat2audio.prefs')).speaker") == ""
+    finally:
+        context.close()
+
+
 def test_api_key_flow(browser, keyed_server, shots: Path) -> None:
     context, page = open_page(browser, keyed_server.url)
     try:
