@@ -116,6 +116,28 @@ def test_half_precision_runs(model):
     assert res.reason == "eos" and len(res.tokens) >= 11
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_int8_copy_is_quantised_close_and_leaves_the_original(model):
+    from tts.models.sampling import DecodeBatch
+
+    owner = DecodeBatch(model, 1, 64)  # the original keeps its cache owner through the copy
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    q = model.quantize_int8()
+    assert getattr(model, "cache_owner", None) is owner
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    att = q.h.layers[0].self_attn
+    assert att.in_proj is not None and "Quantized" in repr(att.in_proj)
+    assert "Quantized" in repr(q.h.layers[0].linear1)
+    item = make_item(6, 4, 8, seed=3)
+    params = SamplingParams(top_k=1, early_stop_num=12)
+    ref = decode(model, item, params, record_logits=True)
+    got = decode(q, item, params, record_logits=True)
+    n = min(len(ref.logits), len(got.logits))
+    assert n >= 11
+    err = (got.logits[0] - ref.logits[0]).abs().max() / ref.logits[0].abs().max()
+    assert 0 < err < 0.05  # quantised (not bit-equal) but close at the first step (same prefix)
+
+
 def _load_checker():
     spec = importlib.util.spec_from_file_location("parity_check", PARITY / "check.py")
     mod = importlib.util.module_from_spec(spec)

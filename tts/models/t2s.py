@@ -10,6 +10,7 @@ Positions restart at 0 for the audio part, each part with its own sine table and
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,7 @@ class SelfAttention(nn.Module):
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * c))
         self.out_proj = nn.Linear(c, c)
         nn.init.xavier_uniform_(self.in_proj_weight)
+        self.in_proj: nn.Module | None = None  # set by `T2SModel.quantize_int8` (a quantised Linear)
         self.k_cache: Tensor | None
         self.v_cache: Tensor | None
         self.register_buffer("k_cache", None, persistent=False)
@@ -118,7 +120,11 @@ class SelfAttention(nn.Module):
         # x: (B, T, C); rows: (B, 1) = arange(B); input_pos: (B, T); mask: (B, 1, T, S) bool
         assert self.k_cache is not None and self.v_cache is not None, "Caches must be initialized first"
         B, T, C = x.shape
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).split(C, dim=-1)
+        if self.in_proj is not None:
+            qkv = self.in_proj(x)
+        else:
+            qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.split(C, dim=-1)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
         k_cache = self.k_cache[start:start + B]
         v_cache = self.v_cache[start:start + B]
@@ -174,6 +180,37 @@ class T2SModel(nn.Module):
         model = cls(T2SConfig.from_checkpoint(ckpt.config))
         model.load_state_dict(ckpt.weights, strict=True)
         return model.eval()
+
+    def quantize_int8(self, per_channel: bool = True) -> T2SModel:
+        """A new model whose decoder Linears (fused in_proj, out_proj, FFN) are dynamic int8 (CPU only).
+
+        Embeddings and the output layer stay in this model's dtype (float32). Weights are int8 per
+        output channel (`per_channel`) or per tensor; activations are quantised per call. About 4x
+        less weight memory traffic per token; logits move slightly, so greedy tokens can differ
+        from float32 where two logits are close. This model is left unchanged.
+        """
+        from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+
+        if self.ar_predict_layer.weight.device.type != "cpu":
+            raise ValueError("int8 dynamic quantisation runs on CPU only")
+        owner = self.__dict__.pop("cache_owner", None)  # a DecodeBatch: not part of the copy
+        try:
+            new = copy.deepcopy(self).float()
+        finally:
+            if owner is not None:
+                self.cache_owner = owner
+        for layer in new.h.layers:
+            att = layer.self_attn
+            att.k_cache = att.v_cache = None  # the copy sets up its own cache
+            w, b = att.in_proj_weight, att.in_proj_bias
+            lin = nn.Linear(w.shape[1], w.shape[0])
+            lin.weight, lin.bias = w, b
+            del att.in_proj_weight, att.in_proj_bias
+            att.in_proj = lin
+        qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+        new.h = quantize_dynamic(new.h, {nn.Linear: qconfig}, dtype=torch.qint8)
+        new.max_batch = new.max_len = 0
+        return new.eval()
 
     def setup_caches(self, max_batch: int, max_len: int, dtype: torch.dtype | None = None) -> None:
         """Allocate the static KV cache: `max_batch` rows of `max_len` positions (text + audio)."""

@@ -1,0 +1,210 @@
+"""T2S decode speed at the real GPT-SoVITS v2 size, speed options side by side.
+
+    python bench/t2s_speed.py [--threads 1] [--repeats 3] [--variants fp32,int8,bf16]
+                              [--parity-gpt G.ckpt --parity-goldens gpt_goldens.npz] [--json OUT]
+
+Random weights (seeded), 24 layers / 512 hidden / 16 heads / FFN 2048 / vocab 1025. The EOS row
+of the output layer is zeroed so every greedy decode runs its full token count. Variants are
+measured interleaved in one process (variant A, B, C, then A, B, C again ...) and the table shows
+medians over the repeats, as wall-clock and as process CPU time (CPU time is the steadier figure on
+a shared machine when one thread is used).
+
+Figures:
+  prefill_ms        one `DecodeBatch.add`: 40 text phones + 20 prompt phones + 30 prompt tokens
+  ms_per_token      batch 1, median decode step over 100 greedy tokens (first step excluded)
+  batch8_tok_s      8 requests prefilled, then stepped to 100 tokens each: 800 / decode time
+Token agreement: greedy tokens of each variant against float32 at the real size (random weights:
+close logits, a hard case) and, given the parity files, against the reference's golden tokens.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tts.models.sampling import DecodeBatch, DecodeItem, SamplingParams, decode, decode_batch  # noqa: E402
+from tts.models.t2s import T2SConfig, T2SModel  # noqa: E402
+
+N_TEXT, N_PROMPT_PHONES, N_PROMPT = 40, 20, 30
+N_TOKENS = 100
+MAX_LEN = N_TEXT + N_PROMPT_PHONES + N_PROMPT + N_TOKENS + 8
+
+
+@dataclass
+class Timing:
+    wall: float
+    cpu: float
+
+
+def _clock(fn) -> Timing:
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    return Timing(time.perf_counter() - w, time.process_time() - c)
+
+
+def build_model(seed: int = 0) -> T2SModel:
+    torch.manual_seed(seed)
+    model = T2SModel(T2SConfig()).eval().requires_grad_(False)
+    model.ar_predict_layer.weight[model.cfg.eos] = 0.0  # never the argmax: fixed-length decodes
+    return model
+
+
+def make_variant(base: T2SModel, name: str) -> tuple[T2SModel, torch.dtype]:
+    if name == "fp32":
+        return base, torch.float32
+    if name == "int8":
+        return base.quantize_int8(per_channel=True), torch.float32
+    if name == "int8_tensor":
+        return base.quantize_int8(per_channel=False), torch.float32
+    if name == "bf16":
+        import copy
+        return copy.deepcopy(base).to(torch.bfloat16), torch.bfloat16
+    raise SystemExit(f"unknown variant {name!r}")
+
+
+def make_item(seed: int) -> DecodeItem:
+    g = torch.Generator().manual_seed(seed)
+    n = N_TEXT + N_PROMPT_PHONES
+    return DecodeItem(torch.randint(0, 732, (n,), generator=g), torch.randn(1024, n, generator=g),
+                      torch.randint(0, 1024, (N_PROMPT,), generator=g), N_TEXT)
+
+
+GREEDY = SamplingParams(top_k=1, early_stop_num=-1, max_new_tokens=N_TOKENS, tokens_per_phone=None)
+
+
+def measure(model: T2SModel, dtype: torch.dtype, items: list[DecodeItem]) -> dict[str, Timing]:
+    """prefill, per-token step (batch 1) and batch-8 decode time, one pass."""
+    out: dict[str, Timing] = {}
+    batch = DecodeBatch(model, 8, MAX_LEN, dtype=dtype)
+    it = items[0]
+    out["prefill"] = _clock(lambda: batch.add(0, it.phones, it.bert, it.prompt, GREEDY, it.n_text_phones))
+    batch.step()  # the prefill's token
+    steps = []
+    while len(batch):
+        steps.append(_clock(batch.step))
+    steps = steps[1:]
+    out["step"] = Timing(statistics.median(s.wall for s in steps), statistics.median(s.cpu for s in steps))
+    for i, it in enumerate(items[:8]):
+        batch.add(i, it.phones, it.bert, it.prompt, GREEDY, it.n_text_phones)
+    batch.step()
+
+    def run() -> None:
+        while len(batch):
+            batch.step()
+    out["batch8"] = _clock(run)
+    return out
+
+
+def agreement(a: list[int], b: list[int]) -> tuple[int, float]:
+    """(length of the common prefix, share of equal positions over the shorter sequence)."""
+    n = min(len(a), len(b))
+    prefix = next((i for i in range(n) if a[i] != b[i]), n)
+    same = sum(x == y for x, y in zip(a, b)) / max(n, 1)
+    return prefix, same
+
+
+def parity_agreement(variants: list[str], gpt: Path, goldens: Path) -> dict[str, dict[str, object]]:
+    from tts.checkpoint import load_gpt
+
+    z = np.load(goldens)
+    base = T2SModel.from_checkpoint(load_gpt(gpt))
+    res: dict[str, dict[str, object]] = {}
+    for name in variants:
+        model, _ = make_variant(base, name)
+        cases = {}
+        for case in "ABCD":
+            p = f"gpt_{case}_"
+            if p + "all_phones" not in z:
+                continue
+            early = int(z[p + "early_stop_num"])
+            params = SamplingParams(top_k=1, repetition_penalty=float(z[p + "repetition_penalty"]),
+                                    early_stop_num=early, max_new_tokens=max(early, 1500), tokens_per_phone=None)
+            item = DecodeItem(torch.from_numpy(z[p + "all_phones"].astype(np.int64)),
+                              torch.from_numpy(z[p + "bert"].astype(np.float32)),
+                              torch.from_numpy(z[p + "prompt_semantic"].astype(np.int64)))
+            got = decode(model, item, params).tokens.tolist()
+            want = z[p + "y_full"][item.prompt.numel():].astype(np.int64).tolist()  # the new tokens
+            cases[case] = agreement(got, want)
+        res[name] = {k: {"prefix": v[0], "same": round(v[1], 4)} for k, v in cases.items()}
+    return res
+
+
+def real_size_agreement(base: T2SModel, models: dict[str, tuple[T2SModel, torch.dtype]],
+                        items: list[DecodeItem]) -> dict[str, dict[str, float]]:
+    params = SamplingParams(top_k=1, early_stop_num=-1, max_new_tokens=50, tokens_per_phone=None)
+    ref = [r.tokens.tolist() for r in decode_batch(base, items[:4], params)]
+    out = {}
+    for name, (model, dtype) in models.items():
+        if model is base:
+            out[name] = {"mean_prefix": 50.0, "same": 1.0}
+            continue
+        got = [r.tokens.tolist() for r in decode_batch(model, items[:4], params)]
+        ag = [agreement(a, b) for a, b in zip(got, ref)]
+        out[name] = {"mean_prefix": statistics.mean(a[0] for a in ag), "same": statistics.mean(a[1] for a in ag)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--variants", default="fp32,int8,bf16")
+    ap.add_argument("--parity-gpt", type=Path)
+    ap.add_argument("--parity-goldens", type=Path)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*quantize_per.*")
+    torch.set_num_threads(args.threads)
+    names = args.variants.split(",")
+    base = build_model()
+    models = {n: make_variant(base, n) for n in names}
+    items = [make_item(i) for i in range(8)]
+    runs: dict[str, list[dict[str, Timing]]] = {n: [] for n in names}
+    with torch.inference_mode():
+        for n, (m, dt) in models.items():  # warm-up, not counted
+            measure(m, dt, items)
+        for _ in range(args.repeats):
+            for n, (m, dt) in models.items():
+                runs[n].append(measure(m, dt, items))
+        agree = real_size_agreement(base, models, items)
+    result: dict[str, object] = {"threads": args.threads, "repeats": args.repeats, "torch": torch.__version__,
+                                 "variants": {}}
+    print(f"T2S 24x512, threads={args.threads}, median of {args.repeats} (wall / cpu)")
+    print(f"{'variant':<12} {'prefill ms':>16} {'ms/token b1':>16} {'b8 tok/s':>16} {'agree@50':>9}")
+    for n in names:
+        med = {k: Timing(statistics.median(r[k].wall for r in runs[n]), statistics.median(r[k].cpu for r in runs[n]))
+               for k in ("prefill", "step", "batch8")}
+        row = {
+            "prefill_ms": med["prefill"].wall * 1e3, "prefill_cpu_ms": med["prefill"].cpu * 1e3,
+            "ms_per_token": med["step"].wall * 1e3, "ms_per_token_cpu": med["step"].cpu * 1e3,
+            "batch8_tokens_per_s": 8 * (N_TOKENS - 1) / med["batch8"].wall,
+            "batch8_tokens_per_s_cpu": 8 * (N_TOKENS - 1) / max(med["batch8"].cpu, 1e-9),
+            "real_size_agreement": agree[n],
+        }
+        result["variants"][n] = row  # type: ignore[index]
+        print(f"{n:<12} {row['prefill_ms']:7.1f} / {row['prefill_cpu_ms']:6.1f} "
+              f"{row['ms_per_token']:7.2f} / {row['ms_per_token_cpu']:6.2f} "
+              f"{row['batch8_tokens_per_s']:7.1f} / {row['batch8_tokens_per_s_cpu']:6.1f} "
+              f"{agree[n]['same']:9.2f}")
+    if args.parity_gpt and args.parity_goldens:
+        result["parity_agreement"] = pa = parity_agreement(names, args.parity_gpt, args.parity_goldens)
+        for n, cases in pa.items():
+            print(f"parity tokens {n:<12}", " ".join(f"{c}:{v['prefix']}/{v['same']:.2f}" for c, v in cases.items()))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
