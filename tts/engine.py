@@ -130,6 +130,7 @@ class Engine:
         self._pool = ThreadPoolExecutor(max(1, config.prep_threads), thread_name_prefix="tts-prep")
         self._sched = Scheduler(self._make_batch, config.max_batch, config.max_queue, config.outbox_chunks)
         self._closed = False
+        self._prompt_settings = f"hubert={_dir_id(config.hubert_dir)};bert={_dir_id(config.bert_dir)}"
 
     # ---- public API ---------------------------------------------------------------------
     def synthesize(self, text: str, speaker: str | Speaker,
@@ -211,6 +212,8 @@ class Engine:
         lang = (options.language or sp.profile.target_language).lower()
         if lang not in LANGUAGES:
             raise UnsupportedLanguageError(lang, LANGUAGES)
+        if options.speed is not None and not 0.25 <= options.speed <= 4.0:
+            raise TTSError(f"speed must be in [0.25, 4], got {options.speed}")
         if len(text) > self.config.max_text_chars:
             raise TextTooLongError(f"text has {len(text)} characters; the limit is {self.config.max_text_chars}")
         sentences = split_sentences(text) if options.split else as_single_sentence(text)
@@ -242,8 +245,7 @@ class Engine:
 
     def prompt_for(self, ref: ReferenceSet, sovits_path: Path, vits: Any = None) -> SpeakerPrompt:
         """The cached prompt of a reference (computed on first use, then from memory or disk)."""
-        settings = f"hubert={_dir_id(self.config.hubert_dir)};bert={_dir_id(self.config.bert_dir)}"
-        key = prompt_key(ref, sovits_path, settings)
+        key = prompt_key(ref, sovits_path, self._prompt_settings)
         if vits is None:
             vits = self._sovits.get(sovits_path)
         return self.prompts.get_or_compute(key, lambda: self._compute_prompt(ref, vits))

@@ -179,3 +179,16 @@ def test_health_and_stats(engine):
     assert h["worker_alive"] and h["gpt_models"] and h["sovits_models"] and h["speakers"] == 2
     st = engine.stats()
     assert st.requests_total >= 1 and st.audio_seconds_total > 0 and st.first_chunk_ms_p50 is not None
+
+
+def test_bert_skipped_without_chinese(engine_config, demo_models, tmp_path):
+    d = tmp_path / "speakers" / "en"
+    d.mkdir(parents=True)
+    (d / "profile.yaml").write_text(
+        f"gpt_model: {demo_models['gpt'].name}\nsovits_model: {demo_models['sovits'].name}\n"
+        f"ref_audio: {demo_models['ref_audio'].name}\nref_text: This is a reference clip.\n"
+        "ref_language: en\ntarget_language: en\nseed: 1\n", encoding="utf-8")
+    with Engine(replace(engine_config, speakers_dir=d.parent)) as e:
+        chunks = list(e.synthesize("Hello there, my friend.", "en"))
+        assert chunks and chunks[-1].is_final
+        assert e.health()["bert_loaded"] is False
