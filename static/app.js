@@ -266,7 +266,7 @@ function appendText(t, delta) {
 }
 
 function onSentence(t, ev) {
-  const s = { index: ev.index, text: ev.text, emotion: ev.emotion || null, start: null, end: null, chunks: 0, audioMs: null, done: false };
+  const s = newSentence(ev.index, ev.text, ev.emotion);
   t.sentences.set(ev.index, s);
   const needle = (ev.text || "").trim();
   let at = needle ? t.raw.indexOf(needle, t.cursor) : -1;
@@ -275,6 +275,11 @@ function onSentence(t, ev) {
     t.cursor = at + needle.length;
     renderTurn(t);
   }
+}
+
+/** A spoken sentence: `start`/`end` are context times of its audio, known once scheduled. */
+function newSentence(index, text, emotion) {
+  return { index, text, emotion: emotion || null, start: null, end: null, chunks: 0, audioMs: null, done: false };
 }
 
 function onAudio(t, ev) {
@@ -288,7 +293,7 @@ function onAudio(t, ev) {
   t.chunks.push({ start, duration, gap, index: ev.index });
   let s = t.sentences.get(ev.index);
   if (!s) {
-    s = { index: ev.index, text: "", start: null, end: null, chunks: 0, audioMs: null, done: false };
+    s = newSentence(ev.index, "", null);
     t.sentences.set(ev.index, s);
   }
   if (s.start === null) s.start = start;
@@ -418,7 +423,8 @@ function renderTurn(t) {
   for (const m of t.marks) {
     if (m.start > pos) frag.append(t.raw.slice(pos, m.start));
     const span = document.createElement("span");
-    span.className = "sent" + (m.unspoken ? " unspoken" : "") + (lastSpoken === `${t.turnId}:${m.index}` ? " speaking" : "");
+    const speaking = lastSpoken === `${t.turnId}:${m.index}`;
+    span.className = "sent" + (m.unspoken ? " unspoken" : "") + (speaking ? " speaking" : "");
     span.dataset.index = m.index;
     span.textContent = t.raw.slice(m.start, m.end);
     frag.append(span);

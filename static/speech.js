@@ -29,7 +29,8 @@ async function synthesize(e, showError) {
   $("tts-go").disabled = true;
   const t0 = performance.now();
   try {
-    const r = await api("tts", { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+    const headers = { "Content-Type": "application/json" };
+    const r = await api("tts", { method: "POST", body: JSON.stringify(body), headers });
     const blob = await r.blob();
     if (lastUrl) URL.revokeObjectURL(lastUrl);
     lastUrl = URL.createObjectURL(blob);
