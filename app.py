@@ -108,6 +108,13 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
             except AuthError as e:
                 headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
                 return _count(rt, error_response(e.status, e.code, e.message, headers))
+        if size is None and "chunked" in request.headers.get("transfer-encoding", "").lower():
+            body = bytearray()  # no Content-Length: count the chunks, so the limit holds for them too
+            async for part in request.stream():
+                body += part
+                if len(body) > max_body:
+                    return _count(rt, error_response(413, "body_too_large", f"request body over {max_body} bytes"))
+            request._body = bytes(body)  # replayed to the route by the middleware's cached request
         response = await call_next(request)
         if rt is not None:
             route = request.scope.get("route")
