@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -417,14 +417,23 @@ class Scheduler:
         self._deliver(r, chunk)
 
     def _deliver(self, r: Request, chunk: AudioChunk) -> None:
-        """Push a chunk; a sentence's last chunk is held until we know whether more sentences follow."""
+        """Push a chunk. A sentence's last chunk is held only while it is unknown whether more
+        sentences follow (preparation still running and nothing queued)."""
         if r.held is not None:
             r.outbox.put(r.held)
             r.held = None
-        if chunk.is_last:
-            r.held = chunk
-        else:
+        if not chunk.is_last:
             r.outbox.put(chunk)
+            return
+        more = any(a.req is r for a in self._active.values())
+        with self._lock:
+            more, known = more or bool(r.sentences), r.prep_done
+        if more:
+            r.outbox.put(chunk)
+        elif known:
+            r.outbox.put(replace(chunk, is_final=True))
+        else:
+            r.held = chunk
 
     def _finish_requests(self) -> bool:
         did = False
@@ -440,8 +449,6 @@ class Scheduler:
                 continue
             if r.prep_done and not r.sentences and r.id not in in_flight:
                 if r.held is not None:
-                    from dataclasses import replace
-
                     r.outbox.put(replace(r.held, is_final=True))
                     r.held = None
                 r.finished = True
@@ -532,6 +539,8 @@ class AsyncChunkStream:
         self._inner = ChunkStream(scheduler, req)
         self._r = req
         self._event = asyncio.Event()
+        self._bound = False
+        self._task: asyncio.Task | None = None
         loop = asyncio.get_running_loop()
         req.outbox.set_waker(lambda: loop.call_soon_threadsafe(self._event.set))
 
@@ -545,6 +554,11 @@ class AsyncChunkStream:
     async def __anext__(self) -> AudioChunk:
         if self._inner._done:
             raise StopAsyncIteration
+        if not self._bound:  # the consuming task ending (cancelled or not) ends the request
+            self._bound = True
+            self._task = asyncio.current_task()
+            if self._task is not None:
+                self._task.add_done_callback(self._on_task_done)
         try:
             while True:
                 self._event.clear()
@@ -559,10 +573,30 @@ class AsyncChunkStream:
         try:
             return self._inner._unwrap(item)
         except StopIteration:
+            self._unbind()
             raise StopAsyncIteration from None
+        except BaseException:
+            self._unbind()
+            raise
+
+    def _on_task_done(self, _task: asyncio.Task) -> None:
+        self._inner.cancel()
+
+    def _unbind(self) -> None:
+        # a long-lived consumer task (a WebSocket session) must not collect one callback per request
+        if self._task is not None:
+            self._task.remove_done_callback(self._on_task_done)
+            self._task = None
 
     async def aclose(self) -> None:
-        self._inner.cancel()
+        self.cancel()
+
+    async def __aenter__(self) -> AsyncChunkStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cancel()
 
     def cancel(self) -> None:
         self._inner.cancel()
+        self._unbind()

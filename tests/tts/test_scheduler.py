@@ -186,3 +186,47 @@ async def test_astream_and_task_cancel(sched):
             break
         await asyncio.sleep(0.01)
     assert sched.health()["active_items"] == 0
+
+
+def test_first_chunks_are_vocoded_first():
+    batch = ScriptedBatch(delay=0.002)
+    steps = {"n": 0}
+    orig_step = batch.step
+
+    def counting_step():
+        steps["n"] += 1
+        return orig_step()
+
+    batch.step = counting_step
+    log = []
+
+    def vocoder(name):
+        return lambda: (lambda toks, last: log.append((steps["n"], name)) or np.zeros(len(toks), np.float32))
+
+    s = Scheduler(lambda k: batch, max_batch=4, max_queue=4)
+    try:
+        a = s.submit()
+        s.add_sentence(a, SentenceJob(0, "a", "m", None, None, None, 100_000, 1, vocoder("a"), 1, 1))
+        s.prep_finished(a)
+        sa = ChunkStream(s, a)
+        for _ in range(5):
+            next(sa)
+        def drain_a():  # keep a's outbox open; ends with a CancelledError when the scheduler closes
+            try:
+                for _ in sa:
+                    pass
+            except CancelledError:
+                pass
+
+        drain = threading.Thread(target=drain_a, daemon=True)
+        drain.start()
+        b = s.submit()
+        s.add_sentence(b, SentenceJob(0, "b", "m", None, None, None, 5, 1, vocoder("b"), 1, 1))
+        s.prep_finished(b)
+        list(ChunkStream(s, b))
+        sa.close()
+        first_b = next(i for i, (_, name) in enumerate(log) if name == "b")
+        same_step = [name for st, name in log if st == log[first_b][0]]
+        assert same_step[0] == "b" and "a" in same_step  # b's first chunk goes before a's chunk of that step
+    finally:
+        s.close()
