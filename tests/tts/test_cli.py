@@ -78,3 +78,18 @@ def test_unsupported_checkpoint_one_line(demo_models, tmp_path, capsys):
 def test_missing_flags_one_line(capsys, tmp_path):
     rc, lines = _main(capsys, "say", "hi", "--gpt", "x.ckpt", "--out", str(tmp_path / "x.wav"))
     assert rc == 2 and len(lines) == 1 and "--sovits" in lines[0]
+
+
+def test_demo_assets_writes_a_usable_speaker(demo_models, tmp_path, capsys):
+    import shutil
+
+    from tts.speakers import load_speaker
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    for p in demo_models.values():  # already built this session: build_demo skips existing files
+        (shutil.copytree if p.is_dir() else shutil.copy)(p, out / p.name)
+    rc, _ = _main(capsys, "demo-assets", str(out))
+    assert rc == 0
+    sp = load_speaker(out / "speakers" / "demo", out)
+    assert sp.gpt_path.name == demo_models["gpt"].name and sp.reference.text
