@@ -182,7 +182,7 @@ class Engine:
 
     def health(self) -> dict:
         h = self._sched.health()
-        h.update(device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+        h.update(device=str(self.device), dtype=str(self.dtype).removeprefix("torch."), t2s_quant=self.config.t2s_quant,
                  gpt_models=self._gpts.loaded(), sovits_models=self._sovits.loaded(),
                  hubert_loaded=self._ssl is not None, bert_loaded=self._bert is not None,
                  speakers=len(self.speakers()),
