@@ -59,6 +59,9 @@ class TTSSettings(_Section):
     chunk_tokens: int | None = Field(None, ge=1)
     compile: bool = False
     warmup: bool = True
+    threads: int | None = Field(None, ge=1)  # torch intra-op threads; None = torch's default
+    t2s_quant: Literal["none", "int8", "bf16"] = "none"  # CPU only; see docs/performance.md
+    g2pw_dir: Path | None = None  # G2PW polyphone model folder (zh); None = pypinyin readings
 
 
 class AuthSettings(_Section):

@@ -360,15 +360,15 @@ async def _aclose(stream: Any) -> None:
 
 
 def _engine_config(cls: Any, s: Settings) -> Any:
-    """Map settings onto the engine's config dataclass (fields it does not have are skipped)."""
+    """Map settings onto the engine's config dataclass."""
     values = {"device": s.tts.device, "dtype": s.tts.dtype, "speakers_dir": s.paths.speakers_dir,
               "models_dir": s.paths.models_dir, "cache_dir": s.paths.cache_dir / "prompts",
               "bert_dir": s.paths.models_dir / "chinese-roberta-wwm-ext-large",
-              "hubert_dir": s.paths.models_dir / "chinese-hubert-base", "max_batch": s.tts.max_batch,
-              "max_queue": s.tts.max_queue, "first_chunk_tokens": s.tts.first_chunk_tokens,
+              "hubert_dir": s.paths.models_dir / "chinese-hubert-base", "g2pw_dir": s.tts.g2pw_dir,
+              "max_batch": s.tts.max_batch, "max_queue": s.tts.max_queue, "threads": s.tts.threads,
+              "t2s_quant": s.tts.t2s_quant, "first_chunk_tokens": s.tts.first_chunk_tokens,
               "chunk_tokens": s.tts.chunk_tokens, "max_text_chars": s.limits.max_text_chars}
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names and v is not None})
+    return cls(**{k: v for k, v in values.items() if v is not None})
 
 
 def _persona_info(p: Any) -> dict[str, Any]:

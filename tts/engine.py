@@ -63,7 +63,7 @@ class EngineConfig:
     threads: int | None = None  # torch intra-op threads; None = torch's default
     prep_threads: int = 2
     outbox_chunks: int = 64
-    t2s_quant: str = "none"  # CPU only: "none" | "int8" (dynamic quantisation of T2S linears)
+    t2s_quant: str = "none"  # CPU only: "none" | "int8" (dynamic quantisation of T2S linears) | "bf16"
 
     @property
     def torch_device(self) -> torch.device:
@@ -120,6 +120,10 @@ class Engine:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device, self.dtype = config.torch_device, config.torch_dtype
+        if config.g2pw_dir is not None:  # zh polyphones from the G2PW model instead of pypinyin
+            from tts.frontend import zh
+
+            zh.configure(config.g2pw_dir, config.bert_dir)
         self.registry = SpeakerRegistry(config.speakers_dir, config.models_dir) if config.speakers_dir else None
         self.prompts = PromptCache(config.cache_dir)
         self._gpts = _LRU(config.model_cache_size, self._load_gpt, self._retire)
