@@ -233,3 +233,17 @@ def test_free_slot_below_a_busy_one_with_other_settings(model):
     while len(batch):
         got += [r.token for r in batch.step() if r.req_id == "l" and r.token is not None]
     assert got == want
+
+
+@pytest.mark.slow
+def test_compiled_decode_step_gives_the_eager_tokens(model):
+    item = make_item(8, 4, 10, seed=21)
+    p = SamplingParams(top_k=1, early_stop_num=20)
+    want = decode(model, item, p).tokens.tolist()
+    batch = DecodeBatch(model, max_batch=2, max_len=64, compile=True)
+    assert batch.static_shapes and batch.forward is not model
+    batch.add(0, item.phones, item.bert, item.prompt, p, item.n_text_phones)
+    got = []
+    while len(batch):
+        got += [r.token for r in batch.step() if r.token is not None]
+    assert got == want
