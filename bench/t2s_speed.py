@@ -62,6 +62,9 @@ def build_model(seed: int = 0) -> T2SModel:
 def make_variant(base: T2SModel, name: str) -> tuple[T2SModel, torch.dtype]:
     if name in ("fp32", "fp32_compiled"):
         return base, torch.float32
+    if name == "fp32_blas":  # the default BLAS Linear path instead of oneDNN-prepacked weights
+        import copy
+        return copy.deepcopy(base).use_onednn(False), torch.float32
     if name == "int8":
         return base.quantize_int8(per_channel=True), torch.float32
     if name == "int8_tensor":
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--variants", default="fp32,int8,bf16")
+    ap.add_argument("--variants", default="fp32,fp32_blas,int8,bf16")
     ap.add_argument("--parity-gpt", type=Path)
     ap.add_argument("--parity-goldens", type=Path)
     ap.add_argument("--json", type=Path)
