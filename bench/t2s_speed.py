@@ -1,7 +1,7 @@
 """T2S decode speed at the real GPT-SoVITS v2 size, speed options side by side.
 
     python bench/t2s_speed.py [--threads 1] [--repeats 3] [--variants fp32,int8,bf16]
-                              [--parity-gpt G.ckpt --parity-goldens gpt_goldens.npz] [--json OUT]
+                              [--parity-gpt G.ckpt --parity-goldens gpt_goldens.npz] [--sovits] [--json OUT]
 
 Random weights (seeded), 24 layers / 512 hidden / 16 heads / FFN 2048 / vocab 1025. The EOS row
 of the output layer is zeroed so every greedy decode runs its full token count. Variants are
@@ -150,6 +150,54 @@ def parity_agreement(variants: list[str], gpt: Path, goldens: Path) -> dict[str,
     return res
 
 
+def sovits_speed(repeats: int) -> dict[str, float]:
+    """SoVITS v2 (s2.json sizes, random weights): 100 tokens = 4 s of audio, one 3 s reference.
+
+    Whole decode split into prior (enc_p) / flow / vocoder, and the streaming decoder fed
+    10 then 24-token chunks; RTF = seconds per second of audio (wall and CPU)."""
+    from tts.models.vits import StreamingDecoder, SynthesizerTrn, VitsConfig
+
+    torch.manual_seed(0)
+    m = SynthesizerTrn(VitsConfig()).eval().requires_grad_(False)
+    toks = torch.randint(0, 1024, (N_TOKENS,))
+    phones = torch.randint(0, 732, (1, N_TEXT))
+    ge = m.style(torch.rand(1025, 150))
+    seconds = N_TOKENS / 25
+
+    def whole() -> dict[str, Timing]:
+        out = {}
+        res: dict[str, object] = {}
+        out["prior"] = _clock(lambda: res.update(p=m.prior(toks, phones, ge)))
+        m_p, logs_p = res["p"]  # type: ignore[misc]
+        z_p = m.sample_prior(m_p, logs_p, 0.5)
+        out["flow"] = _clock(lambda: res.update(z=m.flow.reverse(z_p, ge)))
+        out["vocoder"] = _clock(lambda: m.dec(res["z"], ge))
+        return out
+
+    def stream() -> None:
+        dec = StreamingDecoder(m, phones, ge, 0.5)
+        i = 0
+        for n in (10, 24, 24, 24, 18):
+            dec.push(toks[i:i + n])
+            i += n
+        dec.finish()
+
+    runs: dict[str, list[Timing]] = {}
+    with torch.inference_mode():
+        whole()
+        for _ in range(repeats):
+            for k, t in whole().items():
+                runs.setdefault(k, []).append(t)
+            runs.setdefault("stream", []).append(_clock(stream))
+    med = {k: Timing(statistics.median(t.wall for t in v), statistics.median(t.cpu for t in v)) for k, v in runs.items()}
+    total = Timing(sum(med[k].wall for k in ("prior", "flow", "vocoder")),
+                   sum(med[k].cpu for k in ("prior", "flow", "vocoder")))
+    out = {f"sovits_{k}_ms": v.wall * 1e3 for k, v in med.items()}
+    out |= {"sovits_rtf": total.wall / seconds, "sovits_rtf_cpu": total.cpu / seconds,
+            "sovits_stream_rtf": med["stream"].wall / seconds, "sovits_stream_rtf_cpu": med["stream"].cpu / seconds}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -157,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="fp32,fp32_blas,int8,bf16")
     ap.add_argument("--parity-gpt", type=Path)
     ap.add_argument("--parity-goldens", type=Path)
+    ap.add_argument("--sovits", action="store_true", help="also time SoVITS decode at the v2 size")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -205,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         result["parity_agreement"] = pa = parity_agreement(plain, args.parity_gpt, args.parity_goldens)
         for n, cases in pa.items():
             print(f"parity tokens {n:<12}", " ".join(f"{c}:{v['prefix']}/{v['same']:.2f}" for c, v in cases.items()))
+    if args.sovits:
+        result["sovits"] = sv = sovits_speed(args.repeats)
+        print("SoVITS 4 s audio: " + ", ".join(f"{k[7:]} {v:.3f}" if "rtf" in k else f"{k[7:]} {v:.0f}"
+                                              for k, v in sv.items()))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0
