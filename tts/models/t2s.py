@@ -89,7 +89,8 @@ def packed_linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Modu
     if (weight.dtype != torch.float32 or x.dtype != torch.float32 or weight.device.type != "cpu"
             or (weight.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling()):
         return F.linear(x, weight, bias)  # (torch.compile packs weights itself when freezing)
-    key = (weight.data_ptr(), weight._version)
+    # inference tensors (weights loaded under inference_mode) keep no version counter
+    key = (weight.data_ptr(), -1 if weight.is_inference() else weight._version)
     hit = _PACKED.get(owner)
     if hit is None or hit[0] != key:
         hit = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
