@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
+import anyio
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import StreamingResponse as _StarletteStreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -263,6 +265,33 @@ def _add_http_routes(app: FastAPI, settings: Settings) -> None:
     async def models(request: Request) -> dict:
         return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "chat2audio"}
                                            for m in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")]}
+
+
+class StreamingResponse(_StarletteStreamingResponse):
+    """A streaming response that stops as soon as the client leaves, and closes its body generator.
+
+    Starlette (ASGI spec 2.4) notices a gone client only if `send` fails, and uvicorn's `send`
+    to a closed connection does not fail: the body would run to its end, LLM and TTS included.
+    So listen for `http.disconnect` here, cancel the response, and close the generator (whose
+    `finally` stops the turn) shielded from that cancellation.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(watch_disconnect)
+                await super().__call__(scope, receive, send)
+                group.cancel_scope.cancel()
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
 
 
 def _principal(request: Request) -> str:
