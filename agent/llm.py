@@ -32,9 +32,13 @@ from agent.stripper import ThinkFilter
 log = logging.getLogger(__name__)
 
 
+LLM_ERROR_CODES = frozenset({"connect_failed", "timeout", "upstream_error", "bad_response", "auth_failed",
+                             "bad_request", "disconnected", "generation_failed", "vllm_start_failed",
+                             "model_not_found", "llm_failed"})
+
+
 class LLMError(Exception):
-    """A failure of the chat LLM. `code`: connect_failed, timeout, upstream_error, bad_response,
-    auth_failed, bad_request, disconnected, generation_failed, vllm_start_failed, model_not_found."""
+    """A failure of the chat LLM; `code` is one of LLM_ERROR_CODES."""
 
     def __init__(self, code: str, message: str):
         super().__init__(f"{code}: {message}")

@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 import numpy as np
 
 from agent import events as ev
+from agent.llm import LLM_ERROR_CODES
 from agent.auth import Authenticator, KeyLimiter
 from agent.config import Settings
 from agent.metrics import Metrics
@@ -42,7 +43,7 @@ class ApiError(Exception):
     def from_event(cls, event: ev.ErrorEvent) -> ApiError:
         status = {"busy": 429, "unknown_speaker": 404, "unknown_persona": 404, "text_too_long": 413}.get(event.code)
         if status is None:
-            status = 502 if event.code.startswith("llm") or event.code in ("connect_failed", "timeout") else 400
+            status = 502 if event.code in LLM_ERROR_CODES else 400  # the LLM upstream failed: bad gateway
         return cls(status, event.code, event.message)
 
 

@@ -104,7 +104,7 @@ async def test_llm_faults(fserver, fllm, reply, codes):
         r = await c.post("/chat2audio", json={"input": "你好", "speaker": "Nahida"})
         with fllm._lock:
             fllm._replies.clear()
-        assert r.status_code in (400, 502, 503, 504) or r.status_code == 200, r.status_code
+        assert r.status_code in (200, 502), r.status_code  # an LLM failure is the upstream's: bad gateway
         if r.status_code != 200:  # a failure after the first audio still returns what was said
             assert r.json()["error"]["code"] in codes, r.text
     await wait_idle(fserver.url)
