@@ -116,6 +116,23 @@ def test_half_precision_runs(model):
     assert res.reason == "eos" and len(res.tokens) >= 11
 
 
+def test_onednn_linears_match_the_default_path_and_switch_off(model):
+    from tts.models.t2s import onednn_available
+
+    assert type(model.h.layers[0].linear1) is torch.nn.Linear  # plain Linears: quantize_dynamic still applies
+    item = make_item(7, 3, 9, seed=5)
+    params = SamplingParams(top_k=1, early_stop_num=15)
+    try:
+        on = decode(model.use_onednn(True), item, params, record_logits=True)
+        off = decode(model.use_onednn(False), item, params, record_logits=True)
+        assert model.packed is False and model.h.layers[0].self_attn.packed is False
+    finally:
+        model.use_onednn(True)
+    assert model.packed is onednn_available()
+    assert torch.equal(on.tokens, off.tokens)
+    torch.testing.assert_close(on.logits, off.logits, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_int8_copy_is_quantised_close_and_leaves_the_original(model):
     from tts.models.sampling import DecodeBatch

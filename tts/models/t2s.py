@@ -98,13 +98,12 @@ def packed_linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Modu
     return torch.ops.mkldnn._linear_pointwise(x, hit[1], bias, "none", [], "")
 
 
-class PackedLinear(nn.Linear):
-    """nn.Linear (same parameters and state dict) that uses `packed_linear` when `packed` is on."""
-
-    packed = False
-
-    def forward(self, x: Tensor) -> Tensor:
-        return packed_linear(x, self.weight, self.bias, self) if self.packed else F.linear(x, self.weight, self.bias)
+def linear(x: Tensor, mod: nn.Module, packed: bool) -> Tensor:
+    """`mod(x)`, through `packed_linear` when `packed` and `mod` is a plain nn.Linear (a quantised
+    or otherwise replaced module runs as itself)."""
+    if packed and type(mod) is nn.Linear:
+        return packed_linear(x, mod.weight, mod.bias, mod)
+    return mod(x)
 
 
 class TokenEmbedding(nn.Module):
@@ -143,8 +142,8 @@ class SelfAttention(nn.Module):
         self.n_head, self.head_dim = cfg.head, cfg.head_dim
         self.in_proj_weight = nn.Parameter(torch.empty(3 * c, c))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * c))
-        self.out_proj = PackedLinear(c, c)
-        self.packed = False  # oneDNN-packed in_proj (see `T2SModel.use_onednn`)
+        self.out_proj = nn.Linear(c, c)
+        self.packed = False  # oneDNN-packed Linears (see `T2SModel.use_onednn`)
         nn.init.xavier_uniform_(self.in_proj_weight)
         self.in_proj: nn.Module | None = None  # set by `T2SModel.quantize_int8` (a quantised Linear)
         self.k_cache: Tensor | None
@@ -176,7 +175,7 @@ class SelfAttention(nn.Module):
         v_cache[rows, :, input_pos] = v.view(B, T, self.n_head, self.head_dim)
         S = mask.shape[-1]
         y = F.scaled_dot_product_attention(q, k_cache[:, :, :S], v_cache[:, :, :S], attn_mask=mask)
-        return self.out_proj(y.transpose(1, 2).reshape(B, T, C))
+        return linear(y.transpose(1, 2).reshape(B, T, C), self.out_proj, self.packed)
 
 
 class DecoderLayer(nn.Module):
@@ -186,14 +185,16 @@ class DecoderLayer(nn.Module):
         super().__init__()
         c = cfg.hidden_dim
         self.self_attn = SelfAttention(cfg)
-        self.linear1 = PackedLinear(c, cfg.ffn_dim)
-        self.linear2 = PackedLinear(cfg.ffn_dim, c)
+        self.linear1 = nn.Linear(c, cfg.ffn_dim)
+        self.linear2 = nn.Linear(cfg.ffn_dim, c)
         self.norm1 = nn.LayerNorm(c, eps=LN_EPS)
         self.norm2 = nn.LayerNorm(c, eps=LN_EPS)
+        self.packed = False
 
     def forward(self, x: Tensor, rows: Tensor, input_pos: Tensor, mask: Tensor, start: int) -> Tensor:
         x = self.norm1(x + self.self_attn(x, rows, input_pos, mask, start))
-        return self.norm2(x + self.linear2(F.relu(self.linear1(x))))
+        h = F.relu(linear(x, self.linear1, self.packed))
+        return self.norm2(x + linear(h, self.linear2, self.packed))
 
 
 class Decoder(nn.Module):
@@ -210,15 +211,16 @@ class T2SModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         c = cfg.hidden_dim
-        self.bert_proj = PackedLinear(BERT_DIM, c)
+        self.bert_proj = nn.Linear(BERT_DIM, c)
         self.ar_text_embedding = TokenEmbedding(cfg.phoneme_vocab_size, c)
         self.ar_text_position = SinePosition(c)
         self.ar_audio_embedding = TokenEmbedding(cfg.vocab_size, c)
         self.ar_audio_position = SinePosition(c)
         self.h = Decoder(cfg)
-        self.ar_predict_layer = PackedLinear(c, cfg.vocab_size, bias=False)
+        self.ar_predict_layer = nn.Linear(c, cfg.vocab_size, bias=False)
         self.max_batch = 0
         self.max_len = 0
+        self.packed = False
         self.use_onednn(onednn)
 
     def use_onednn(self, enable: bool = True) -> T2SModel:
@@ -226,7 +228,7 @@ class T2SModel(nn.Module):
         oneDNN is missing). Other dtypes and devices always take the default path."""
         on = enable and onednn_available()
         for mod in self.modules():
-            if isinstance(mod, (PackedLinear, SelfAttention)):
+            if isinstance(mod, (SelfAttention, DecoderLayer, T2SModel)):
                 mod.packed = on
         return self
 
@@ -260,9 +262,6 @@ class T2SModel(nn.Module):
             att.k_cache = att.v_cache = None  # the copy sets up its own cache
             att.in_proj = _plain_linear(att.in_proj_weight, att.in_proj_bias)
             del att.in_proj_weight, att.in_proj_bias
-            att.out_proj = _plain_linear(att.out_proj.weight, att.out_proj.bias)
-            layer.linear1 = _plain_linear(layer.linear1.weight, layer.linear1.bias)
-            layer.linear2 = _plain_linear(layer.linear2.weight, layer.linear2.bias)
         qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
         new.h = quantize_dynamic(new.h, {nn.Linear: qconfig}, dtype=torch.qint8)
         new.max_batch = new.max_len = 0
@@ -280,7 +279,8 @@ class T2SModel(nn.Module):
 
     def embed_text(self, phones: Tensor, bert: Tensor) -> Tensor:
         """phones: (B, L) long, bert: (B, 1024, L) -> (B, L, C) with text positions 0..L-1."""
-        x = self.ar_text_embedding(phones) + self.bert_proj(bert.transpose(1, 2).to(self.bert_proj.weight.dtype))
+        b = bert.transpose(1, 2).to(self.bert_proj.weight.dtype)
+        x = self.ar_text_embedding(phones) + linear(b, self.bert_proj, self.packed)
         pos = torch.arange(phones.shape[1], device=phones.device).expand_as(phones)
         return self.ar_text_position(x, pos)
 
@@ -304,7 +304,7 @@ class T2SModel(nn.Module):
         rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
         for layer in self.h.layers:
             x = layer(x, rows, input_pos, mask, start)
-        return self.ar_predict_layer(x)
+        return linear(x, self.ar_predict_layer, self.packed)
 
 
 def _plain_linear(weight: nn.Parameter, bias: nn.Parameter | None) -> nn.Linear:
