@@ -52,10 +52,11 @@ class BertFeatures:
         """One vector per character, repeated word2ph[i] times -> [1024, sum(word2ph)]."""
         if len(word2ph) != len(norm_text):
             raise TTSError(f"word2ph has {len(word2ph)} entries for {len(norm_text)} characters")
-        inputs = self.tokenizer(norm_text, return_tensors="pt")
+        device = next(self.encoder.parameters()).device  # the engine may have moved the encoder to a GPU
+        inputs = {k: v.to(device) for k, v in self.tokenizer(norm_text, return_tensors="pt").items()}
         h = self.encoder(**inputs).last_hidden_state[0, 1:-1].float()  # [n_tokens, 1024], CLS/SEP dropped
         if h.shape[0] != len(word2ph):
             raise TTSError(f"BERT tokenised {len(norm_text)} characters into {h.shape[0]} tokens; "
                            "phone-level features need one token per character")
-        reps = torch.as_tensor(list(word2ph), dtype=torch.long)
+        reps = torch.as_tensor(list(word2ph), dtype=torch.long, device=h.device)
         return h.repeat_interleave(reps, dim=0).T.contiguous()  # [1024, sum(word2ph)]

@@ -49,6 +49,7 @@ class SSLModel:
         """wav16k [samples] float mono -> last_hidden_state as [1, 768, T] (T ~ samples / 320)."""
         x = torch.as_tensor(np.asarray(wav16k, dtype=np.float32) if isinstance(wav16k, np.ndarray) else wav16k)
         x = x.reshape(-1).float()
-        x = torch.cat([x, x.new_zeros(TAIL_ZEROS)])[None].to(self.dtype)  # [1, samples + 9600]
+        device = next(self.model.parameters()).device  # the engine may have moved the model to a GPU
+        x = torch.cat([x, x.new_zeros(TAIL_ZEROS)])[None].to(device, self.dtype)  # [1, samples + 9600]
         h = self.model(x).last_hidden_state  # [1, T, 768]
         return h.transpose(1, 2).float()
