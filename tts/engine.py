@@ -27,7 +27,8 @@ import torch
 
 from tts import pipeline as models_io
 from tts.errors import TextTooLongError, TTSError, UnsupportedLanguageError
-from tts.scheduler import AsyncChunkStream, ChunkStream, Request, Scheduler, SentenceJob, Stats
+from tts.scheduler import Request, Scheduler, SentenceJob, Stats
+from tts.streams import AsyncChunkStream, ChunkStream
 from tts.speakers import (PromptCache, ReferenceSet, Speaker, SpeakerPrompt, SpeakerRegistry,
                           prompt_key)
 from tts.text_split import as_single_sentence, split_sentences

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tts.errors import BusyError, CancelledError, TTSError
-from tts.scheduler import AsyncChunkStream, ChunkStream, Scheduler, SentenceJob
+from tts.scheduler import Scheduler, SentenceJob
+from tts.streams import AsyncChunkStream, ChunkStream
 
 
 @dataclass
