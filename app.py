@@ -38,7 +38,7 @@ from agent.protocol import (ChatRequest, ErrorBody, InputText, Interrupt, Playba
 from agent.personas import PersonaError
 from agent.runtime import ApiError, Runtime
 from agent.session import SessionLimitError
-from tts.encoders import MEDIA_TYPES, StreamEncoder, UnsupportedFormatError, check_format, encode
+from tts.encoders import MEDIA_TYPES, StreamEncoder, UnsupportedFormatError, can_stream, check_format, encode
 from tts.errors import TTSError
 from tts.types import SAMPLE_RATE
 
@@ -94,40 +94,77 @@ def _rt(request: Request | WebSocket) -> Runtime:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    max_body = settings.limits.max_body_bytes
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Response:
-        rt: Runtime | None = getattr(request.app.state, "runtime", None)
-        path = request.url.path
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > max_body):
-            return _count(rt, error_response(413, "body_too_large", f"request body over {max_body} bytes"))
-        if rt is not None and not is_public(path) and _routed(request):
-            try:
-                request.state.principal = rt.auth.check(key_from(request.headers),
-                                                        admin=path.startswith("/admin/"))
-            except AuthError as e:
-                headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
-                return _count(rt, error_response(e.status, e.code, e.message, headers))
-        if size is None and "chunked" in request.headers.get("transfer-encoding", "").lower():
-            body = bytearray()  # no Content-Length: count the chunks, so the limit holds for them too
-            async for part in request.stream():
-                body += part
-                if len(body) > max_body:
-                    return _count(rt, error_response(413, "body_too_large", f"request body over {max_body} bytes"))
-            request._body = bytes(body)  # replayed to the route by the middleware's cached request
-        response = await call_next(request)
-        if rt is not None:
-            route = request.scope.get("route")
-            rt.metrics.requests.inc(getattr(route, "path", "other"), str(response.status_code))
-        return response
+    app.add_middleware(GuardMiddleware, max_body=settings.limits.max_body_bytes)
 
     if settings.server.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins,
                            allow_credentials=settings.server.cors_allow_credentials,
                            allow_methods=["*"], allow_headers=["*"],
                            expose_headers=["X-Session-Id", "X-Reply-Text", "X-Sample-Rate"])
+
+
+class GuardMiddleware:
+    """Body-size limit, API-key check and request metrics, as plain ASGI middleware.
+
+    (Plain ASGI rather than Starlette's BaseHTTPMiddleware, which would pass every response body,
+    streamed audio included, through an extra task and memory stream.)
+    """
+
+    def __init__(self, app: Any, max_body: int):
+        self.app, self.max_body = app, max_body
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        rt: Runtime | None = getattr(scope["app"].state, "runtime", None)
+        path, max_body = request.url.path, self.max_body
+        too_large = f"request body over {max_body} bytes"
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > max_body):
+            return await _count(rt, error_response(413, "body_too_large", too_large))(scope, receive, send)
+        if rt is not None and not is_public(path) and _routed(request):
+            try:
+                request.state.principal = rt.auth.check(key_from(request.headers),
+                                                        admin=path.startswith("/admin/"))
+            except AuthError as e:
+                headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+                return await _count(rt, error_response(e.status, e.code, e.message, headers))(scope, receive, send)
+        if size is None and "chunked" in request.headers.get("transfer-encoding", "").lower():
+            body = bytearray()  # no Content-Length: count the chunks, so the limit holds for them too
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                body += message.get("body", b"")
+                if len(body) > max_body:
+                    return await _count(rt, error_response(413, "body_too_large", too_large))(scope, receive, send)
+                if not message.get("more_body", False):
+                    break
+            receive = _replay(bytes(body), receive)
+        status = 500
+
+        async def send_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            if rt is not None:
+                rt.metrics.requests.inc(getattr(scope.get("route"), "path", "other"), str(status))
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """A `receive` that hands the already-read body to the route first, then goes on as before."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Any:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _routed(request: Request) -> bool:
@@ -255,7 +292,7 @@ def _add_http_routes(app: FastAPI, settings: Settings) -> None:
         if body.stream_format == "sse":
             return await _speech_sse(rt, _principal(request), body.input, speaker, options, fmt, rate)
         return await _synthesis_response(rt, _principal(request), body.input, speaker, options, fmt,
-                                         stream=fmt != "flac", out_rate=rate)
+                                         stream=True, out_rate=rate)
 
     @app.get("/v1/audio/voices", summary="OpenAI-style voice list", responses=ERRORS)
     async def voices(request: Request) -> dict:
@@ -301,12 +338,11 @@ def _principal(request: Request) -> str:
 
 async def _chat2audio(rt: Runtime, body: ChatRequest, key_id: str) -> Response:
     fmt = check_format(body.format)
-    if body.stream:
-        StreamEncoder(fmt, SAMPLE_RATE)  # raises a clear 400 for a format that cannot stream
+    stream = body.stream and can_stream(fmt)  # flac cannot stream: it is sent whole
     session = rt.open_session(body.session_id, body.persona, body.speaker, key_id)
     headers = {"X-Session-Id": session.id, "X-Sample-Rate": str(SAMPLE_RATE)}
     turn = rt.run_turn(session, body.input, key_id)
-    if not body.stream:
+    if not stream:
         pcm, text = await _collect_turn(turn)
         headers["X-Reply-Text"] = _header_text(text)
         return Response(encode(pcm, SAMPLE_RATE, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
@@ -368,7 +404,7 @@ async def _encode_stream(first: list[np.ndarray], turn: AsyncIterator[ev.Event],
 async def _synthesis_response(rt: Runtime, key_id: str, text: str, speaker: Any, options: Any, fmt: str,
                               stream: bool, out_rate: int | None = None) -> Response:
     fmt = check_format(fmt)
-    if stream:
+    if stream and can_stream(fmt):  # flac cannot stream: it is sent whole
         enc = StreamEncoder(fmt, SAMPLE_RATE, out_rate)
         chunks = rt.synthesize(text, speaker, options, key_id)
         first = await _first_chunk(chunks)

@@ -237,7 +237,15 @@ class Session:
         for t in act.tasks:
             if not t.cancelling():
                 t.cancel()
-        await asyncio.gather(*act.tasks, return_exceptions=True)
+        # asyncio.wait, not gather: when the task running this is itself cancelled (an HTTP client
+        # gone), gather would cancel the stages a second time and cut their cleanup short
+        # (closing the LLM stream); wait leaves them to finish on their own
+        pending = [t for t in act.tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending)
+        for t in act.tasks:
+            if t.done() and not t.cancelled():
+                t.exception()  # retrieved, so asyncio does not warn about it
         if self._active is act:
             self._active = None
 

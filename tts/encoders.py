@@ -67,6 +67,12 @@ def check_format(fmt: str) -> str:
     return name
 
 
+def can_stream(fmt: str) -> bool:
+    """Whether `fmt` can go out as one continuous stream (flac cannot: it is sent whole)."""
+    codec = _CODECS.get(check_format(fmt))
+    return codec is None or codec.streams
+
+
 def output_rate(fmt: str, sample_rate: int, requested: int | None = None) -> int:
     """The rate audio of `fmt` is written at: `requested` if given, else the codec's nearest allowed rate."""
     codec = _CODECS.get(check_format(fmt))

@@ -59,9 +59,13 @@ def test_formats_streaming(client, fmt):
     assert len(y) > 0.3 * sr
 
 
-def test_streaming_flac_is_a_clear_400(client):
+def test_streaming_flac_is_sent_whole(client):
+    """FLAC cannot be one continuous stream that readers decode; stream=true sends the whole file."""
     r = client.post("/chat2audio", json={**SEED, "stream": True, "format": "flac"})
-    assert r.status_code == 400 and "cannot be streamed" in r.json()["error"]["message"]
+    assert r.status_code == 200, r.text
+    assert "X-Reply-Text" in r.headers and r.headers["content-type"] == "audio/flac"
+    y, sr = audio(r.content)
+    assert sr == 32000 and len(y) > 0
 
 
 def test_tts_api_v2(client):
