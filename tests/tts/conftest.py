@@ -4,8 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 DEMO_REF_TEXT = "这是一个用于测试的参考音频。"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: tiny models gain nothing from more, a busy machine only waits."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

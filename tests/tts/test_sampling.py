@@ -14,16 +14,9 @@ from tts.models.sampling import (EOS_MIN_STEPS, Chunker, DecodeBatch, DecodeItem
                                  decode_batch, decode_stream, sample, token_limit)
 from tts.models.t2s import T2SModel
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 EOS = 1024
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy machine they only add waiting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

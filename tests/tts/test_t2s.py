@@ -15,17 +15,10 @@ from tts.factory import write_tiny_gpt
 from tts.models.sampling import DecodeItem, SamplingParams, decode
 from tts.models.t2s import T2SConfig, T2SModel, prefill_mask, sine_table
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 PARITY = SHARED / "parity"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy machine they only add waiting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
