@@ -11,7 +11,7 @@ GET /health. Each chat request takes the next scripted `Reply` (or `default` whe
 Knobs on a Reply: reasoning text, role/usage chunks, a missing [DONE], an error object or
 garbage after N tokens, an abrupt disconnect, an HTTP status refusal, a delay before the answer,
 its own token interval. The server runs its own event loop in a thread, so sync and async
-tests can both use it; `requests` records every chat body received, `client_gone` counts
+tests can both use it; `requests` records the last 256 chat bodies received, `client_gone` counts
 streams the client closed before the end.
 """
 from __future__ import annotations
@@ -64,7 +64,9 @@ class FakeOpenAI:
     port: int = 0
 
     def __post_init__(self) -> None:
-        self.requests: list[dict] = []
+        # the last bodies received; bounded so that soak runs (thousands of turns, server and this
+        # fake in one process) measure the service's memory, not this log's
+        self.requests: deque[dict] = deque(maxlen=256)
         self.client_gone = 0
         self.completed = 0
         self._replies: deque[Reply] = deque()
