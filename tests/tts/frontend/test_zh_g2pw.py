@@ -148,3 +148,18 @@ def test_vocab_tokenizer_matches_bert(g2pw_dir):
 def test_varint_roundtrip_sanity():
     assert _varint(300) == bytes([0xAC, 0x02])
     assert struct.pack("<f", 1.0) == np.float32(1.0).tobytes()
+
+
+def test_engine_config_switches_zh_to_g2pw(g2pw_dir, tmp_path):
+    from tts.engine import Engine, EngineConfig
+    from tts.errors import TTSError
+
+    engine = Engine(EngineConfig(g2pw_dir=g2pw_dir))
+    try:
+        assert zh.clean_text("他们都行。")[0] == "t a1 m en5 d u1 h ang2 .".split()
+    finally:
+        engine.close()
+        zh.configure(None)
+    assert zh.clean_text("他们都行。")[0] != "t a1 m en5 d u1 h ang2 .".split()  # back to pypinyin
+    with pytest.raises(TTSError):
+        Engine(EngineConfig(g2pw_dir=tmp_path / "no-such-model"))
