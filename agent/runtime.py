@@ -224,7 +224,7 @@ class Runtime:
     def tts_request(self, body: TTSRequest) -> tuple[Any, SynthesisOptions]:
         self.check_text(body.text)
         speaker = self.speaker_or_default(body.speaker)
-        if body.ref_audio_path:
+        if body.ref_audio_path or body.aux_ref_audio_paths:
             speaker = self._with_reference(speaker, body)
         options = SynthesisOptions(language=body.text_lang, speed=body.speed_factor, top_k=body.top_k,
                                    top_p=body.top_p, temperature=body.temperature,
@@ -236,9 +236,12 @@ class Runtime:
     def _with_reference(self, speaker: Any, body: TTSRequest) -> Any:
         from tts.speakers import ReferenceSet
 
-        path = self._allowed_path(body.ref_audio_path or "")
-        lang = body.prompt_lang or speaker.reference.language
         aux = tuple(self._allowed_path(p) for p in body.aux_ref_audio_paths)
+        if not body.ref_audio_path:  # aux clips only: the speaker's own reference, its style averaged with them
+            ref = speaker.reference
+            return dataclasses.replace(speaker, reference=dataclasses.replace(ref, aux=ref.aux + aux))
+        path = self._allowed_path(body.ref_audio_path)
+        lang = body.prompt_lang or speaker.reference.language
         return dataclasses.replace(speaker, reference=ReferenceSet(path, body.prompt_text, lang, aux))
 
     def _allowed_path(self, value: str) -> Path:

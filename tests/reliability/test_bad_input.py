@@ -145,10 +145,13 @@ def test_path_traversal_refused(rserver, clips):
         r = c.post("/tts", json={"text": "你好。", "speaker": "Nahida", "ref_audio_path": f"Nahida/{good.name}",
                                  "prompt_text": "你好"})
         assert r.status_code == 200, r.text[:300]  # the control: a clip inside the folder is accepted
+        r = c.post("/tts", json={"text": "你好。", "speaker": "Nahida", "aux_ref_audio_paths": [f"Nahida/{good.name}"]})
+        assert r.status_code == 200, r.text[:300]  # aux clips alone: the speaker's reference, styles averaged
         for value in [*TRAVERSAL, f"Nahida/{link.name}", str(link)]:
             for body in ({"text": "你好。", "speaker": "Nahida", "ref_audio_path": value, "prompt_text": "你好"},
                          {"text": "你好。", "speaker": "Nahida", "ref_audio_path": f"Nahida/{good.name}",
-                          "aux_ref_audio_paths": [value]}):
+                          "aux_ref_audio_paths": [value]},
+                         {"text": "你好。", "speaker": "Nahida", "aux_ref_audio_paths": [value]}):
                 r = c.post("/tts", json=body)
                 assert r.status_code in (400, 403, 404, 422), (value, r.status_code, r.text[:200])
                 assert_clean(r, value)

@@ -79,6 +79,8 @@ def test_tts_api_v2(client):
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_path"
     r = client.post("/tts", json={**body, "ref_audio_path": "Nahida/missing.wav"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "reference_not_found"
+    r = client.post("/tts", json={**body, "aux_ref_audio_paths": ["/etc/passwd"]})  # aux clips alone are read too
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_path"
 
 
 def test_openai_speech(client):
