@@ -10,35 +10,30 @@ import asyncio
 import base64
 import json
 import logging
-import time
-import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
-import anyio
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from fastapi.responses import StreamingResponse as _StarletteStreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from agent import events as ev
-from agent.auth import AuthError, LimitError, install_log_redaction, is_public, key_from
+from agent.asgi import GuardMiddleware, StreamingResponse, count_error, error_response
+from agent.auth import AuthError, LimitError, install_log_redaction, key_from
 from agent.config import ConfigError, Settings, load_settings
 from agent.metrics import CONTENT_TYPE as METRICS_TYPE
 from agent.protocol import (ChatRequest, ErrorBody, InputText, Interrupt, Playback, ProtocolError, SessionUpdate,
-                            SpeechRequest, TTSRequest, audio_message, dumps, parse_client_event, server_message,
-                            validation_message)
+                            SpeechRequest, TTSRequest, audio_message, dumps, parse_client_event, server_message)
 from agent.personas import PersonaError
 from agent.runtime import ApiError, Runtime
 from agent.session import SessionLimitError
-from tts.encoders import MEDIA_TYPES, StreamEncoder, UnsupportedFormatError, can_stream, check_format, encode
+from tts.encoders import MEDIA_TYPES, StreamEncoder, can_stream, check_format, encode
 from tts.errors import TTSError
 from tts.types import SAMPLE_RATE
 
@@ -55,8 +50,7 @@ def _audio_responses(extra: tuple[str, ...] = ()) -> dict[int | str, dict[str, A
     return {200: {"content": content, "description": "Audio"}, **ERRORS}
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
 
 
 # --------------------------------------------------------------------------------------------- app
@@ -103,84 +97,9 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
                            expose_headers=["X-Session-Id", "X-Reply-Text", "X-Sample-Rate"])
 
 
-class GuardMiddleware:
-    """Body-size limit, API-key check and request metrics, as plain ASGI middleware.
-
-    (Plain ASGI rather than Starlette's BaseHTTPMiddleware, which would pass every response body,
-    streamed audio included, through an extra task and memory stream.)
-    """
-
-    def __init__(self, app: Any, max_body: int):
-        self.app, self.max_body = app, max_body
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        request = Request(scope)
-        rt: Runtime | None = getattr(scope["app"].state, "runtime", None)
-        path, max_body = request.url.path, self.max_body
-        too_large = f"request body over {max_body} bytes"
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > max_body):
-            return await _count(rt, error_response(413, "body_too_large", too_large))(scope, receive, send)
-        if rt is not None and not is_public(path) and _routed(request):
-            try:
-                request.state.principal = rt.auth.check(key_from(request.headers),
-                                                        admin=path.startswith("/admin/"))
-            except AuthError as e:
-                headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
-                return await _count(rt, error_response(e.status, e.code, e.message, headers))(scope, receive, send)
-        if size is None and "chunked" in request.headers.get("transfer-encoding", "").lower():
-            body = bytearray()  # no Content-Length: count the chunks, so the limit holds for them too
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return
-                body += message.get("body", b"")
-                if len(body) > max_body:
-                    return await _count(rt, error_response(413, "body_too_large", too_large))(scope, receive, send)
-                if not message.get("more_body", False):
-                    break
-            receive = _replay(bytes(body), receive)
-        status = 500
-
-        async def send_status(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            if rt is not None:
-                rt.metrics.requests.inc(getattr(scope.get("route"), "path", "other"), str(status))
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    """A `receive` that hands the already-read body to the route first, then goes on as before."""
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def replay() -> Any:
-        return pending.pop() if pending else await receive()
-
-    return replay
-
-
-def _routed(request: Request) -> bool:
-    """Whether a route takes this method and path (else the router answers 404/405 without asking for a key)."""
-    return any(route.matches(request.scope)[0] == Match.FULL for route in request.app.router.routes)
-
-
-def _count(rt: Runtime | None, response: JSONResponse) -> JSONResponse:
-    if rt is not None:
-        rt.metrics.errors.inc(json.loads(response.body)["error"]["code"])
-    return response
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     def respond(request: Request, status: int, code: str, message: str) -> JSONResponse:
-        return _count(getattr(request.app.state, "runtime", None), error_response(status, code, message))
+        return count_error(getattr(request.app.state, "runtime", None), error_response(status, code, message))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -302,33 +221,6 @@ def _add_http_routes(app: FastAPI, settings: Settings) -> None:
     async def models(request: Request) -> dict:
         return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "chat2audio"}
                                            for m in ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")]}
-
-
-class StreamingResponse(_StarletteStreamingResponse):
-    """A streaming response that stops as soon as the client leaves, and closes its body generator.
-
-    Starlette (ASGI spec 2.4) notices a gone client only if `send` fails, and uvicorn's `send`
-    to a closed connection does not fail: the body would run to its end, LLM and TTS included.
-    So listen for `http.disconnect` here, cancel the response, and close the generator (whose
-    `finally` stops the turn) shielded from that cancellation.
-    """
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            group.cancel_scope.cancel()
-
-        try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(watch_disconnect)
-                await super().__call__(scope, receive, send)
-                group.cancel_scope.cancel()
-        finally:
-            close = getattr(self.body_iterator, "aclose", None)
-            if close is not None:
-                with anyio.CancelScope(shield=True):
-                    await close()
 
 
 def _principal(request: Request) -> str:
