@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,12 +246,10 @@ def agreement(a: list[int], b: list[int]) -> float:
 
 def cpu_variants(model: T2SModel, device: torch.device, n_tokens: int) -> dict:
     """bf16 and int8-dynamic T2S on CPU: speed and greedy-token agreement with float32."""
-    from tts.pipeline import quantize_t2s_int8
-
     out = {}
     ref = [t2s_decode(model, device, n_tokens, top_k=1, seed=s)[1] for s in range(3)]
     variants = {"bf16": lambda: copy.deepcopy(model).to(torch.bfloat16),
-                "int8": lambda: quantize_t2s_int8(copy.deepcopy(model))}
+                "int8": lambda: model.quantize_int8()}
     for name, make in variants.items():
         m = make()
         ms, _ = t2s_decode(m, device, n_tokens)

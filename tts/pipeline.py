@@ -30,19 +30,7 @@ def load_t2s(path: Path, device: torch.device, dtype: torch.dtype, quant: str = 
         return model.to(device, torch.bfloat16)
     model = model.to(device, dtype)
     if device.type == "cpu" and quant == "int8":
-        quantize_t2s_int8(model)
-    return model
-
-
-def quantize_t2s_int8(model: nn.Module) -> nn.Module:
-    """Dynamic int8 quantisation of the decoder layers' nn.Linear (FFN + attention output), in place.
-
-    The fused attention in_proj and the output layer stay float32 (the decode batch reads
-    the output layer's weight to pick device and dtype).
-    """
-    from torch.ao.quantization import quantize_dynamic
-
-    model.h = quantize_dynamic(model.h, {nn.Linear}, dtype=torch.qint8)
+        model = model.quantize_int8()
     return model
 
 

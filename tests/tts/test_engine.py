@@ -58,6 +58,17 @@ def test_seeded_requests_repeat(engine):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("quant", ["int8", "bf16"])
+def test_cpu_quantised_t2s_synthesizes(engine_config, tmp_path, quant):
+    e = Engine(replace(engine_config, cache_dir=tmp_path, t2s_quant=quant))
+    try:
+        audio = _audio(e.synthesize("你好，世界。", "demo", SynthesisOptions(seed=3)))
+        assert len(audio) > 0 and np.isfinite(audio).all()
+        assert e.health()["t2s_quant"] == quant
+    finally:
+        e.close()
+
+
 def test_chunked_joins_close_to_unchunked(engine):
     opts = SynthesisOptions(seed=5, noise_scale=0.0, split=False)
     whole = list(engine.synthesize("今天天气很好，我们出去走走吧。", "demo", replace(opts, stream=False)))
