@@ -17,6 +17,8 @@ from agent import events as ev
 
 AudioFormat = Literal["wav", "pcm", "flac", "ogg", "opus", "mp3"]
 Language = Literal["auto", "zh", "all_zh", "en", "ja", "all_ja"]  # tts.types.LANGUAGES
+
+
 def _not_bool(v: Any) -> Any:
     if isinstance(v, (bool, str)):
         raise ValueError(f"expected a number, got {type(v).__name__}")
@@ -68,7 +70,7 @@ class TTSRequest(_Body):
     fragment_interval: Float = Field(0.3, ge=0.0, le=5.0)
     seed: Int = -1
     media_type: AudioFormat = "wav"
-    streaming_mode: Flag | Annotated[int, Strict(), Field(ge=0, le=3)] = Field(
+    streaming_mode: Flag | Annotated[int, Field(ge=0, le=3), BeforeValidator(_not_bool)] = Field(
         False, description="false/0: whole file; true or 1-3 (api_v2 streaming modes): chunked audio")
     parallel_infer: Flag = True
     repetition_penalty: Float = Field(1.35, gt=0.0, le=5.0)
