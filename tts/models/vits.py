@@ -6,7 +6,8 @@
     z    = flow^-1(m + eps * exp(lg) * noise_scale, ge)
     wav  = dec(z, ge)                                            # [T' * 640]
 
-Runs one utterance at a time (batch 1, no padding masks), in the dtype of its parameters.
+Runs one utterance at a time (batch 1, no padding masks), in the dtype of its parameters; only the
+streaming windows of several utterances can share a batch, when their shapes are equal (`vocode_windows`).
 """
 from __future__ import annotations
 
@@ -219,6 +220,59 @@ class SynthesizerTrn(nn.Module):
         return self.enc_p.proj.weight.device
 
 
+@dataclass(frozen=True)
+class VocodeWindow:
+    """The heavy part of one streaming step: flow^-1 over `z_p`, then HiFi-GAN from frame `dec_offset` on."""
+
+    model: SynthesizerTrn
+    z_p: torch.Tensor  # [1, inter, W] sampled prior over the window
+    ge: torch.Tensor  # [1, gin, 1] in the model's dtype and device
+    dec_offset: int  # leading flow-output frames the vocoder does not need (flow context beyond its own)
+
+    @property
+    def key(self) -> tuple:
+        """Windows with equal keys can run as one batch."""
+        return (id(self.model), tuple(self.z_p.shape), self.dec_offset, self.z_p.dtype, self.z_p.device)
+
+
+MAX_VOCODE_BATCH = 8  # windows per batched flow + vocoder call (bounds latency and memory)
+
+
+@torch.inference_mode()
+def vocode_windows(windows: Sequence[VocodeWindow], max_batch: int = MAX_VOCODE_BATCH) -> list[torch.Tensor]:
+    """Audio [(W - dec_offset) * hop] of every window, in order. Windows of equal shape (and model, offset,
+    dtype, device) are stacked along the batch dimension, up to `max_batch` at a time; every item keeps its
+    own style vector, so each output equals its window run alone up to float rounding."""
+    groups: dict[tuple, list[int]] = {}
+    for i, w in enumerate(windows):
+        groups.setdefault(w.key, []).append(i)
+    out: list[torch.Tensor | None] = [None] * len(windows)
+    for idx in groups.values():
+        for k in range(0, len(idx), max_batch):
+            part = idx[k:k + max_batch]
+            first = windows[part[0]]
+            m = first.model
+            z_p = torch.cat([windows[i].z_p for i in part]) if len(part) > 1 else first.z_p  # [B, inter, W]
+            ge = torch.cat([windows[i].ge for i in part]) if len(part) > 1 else first.ge  # [B, gin, 1]
+            z = m.flow.reverse(z_p, ge)
+            audio = m.dec(z[..., first.dec_offset:], ge)  # [B, 1, (W - dec_offset) * hop]
+            for j, i in enumerate(part):
+                out[i] = audio[j].reshape(-1)
+    return out  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One planned streaming step: the window to vocode (None: nothing new) and how to cut its audio."""
+
+    seq: int  # plans complete in the order they were made
+    window: VocodeWindow | None
+    start: int  # first latent frame this step emits
+    end: int  # ... and one past its last
+    lo_dec: int  # first frame of the vocoder's input
+    final: bool
+
+
 @dataclass
 class StreamingDecoder:
     """Chunked SoVITS decode of a growing token sequence, returning only new audio.
@@ -229,6 +283,10 @@ class StreamingDecoder:
     holds back the last `holdback_tokens` tokens' audio (their right context is still unknown) and
     joins chunks by a raised-cosine cross-fade over `crossfade_tokens` tokens. `finish()` emits the rest.
     The concatenated output has exactly the length of a whole decode of the same tokens.
+
+    A step is also available in two phases so that the heavy part of several decoders can run as one
+    batch: `plan(tokens, final)` (prior, noise, window) -> `vocode_windows([plan.window, ...])` ->
+    `complete(plan, audio)` (cut, cross-fade). `push`/`finish` are exactly plan + one window + complete.
     """
 
     model: SynthesizerTrn
@@ -243,10 +301,13 @@ class StreamingDecoder:
     flow_context: int = 24  # latent frames of left context for the flow (its reach is about 16)
     dec_context: int = 8  # ... and for the vocoder (reach about 8 frames)
     tokens: list[int] = field(default_factory=list)
-    emitted_frames: int = 0  # latent frames (50 Hz) whose audio was returned
+    emitted_frames: int = 0  # latent frames (50 Hz) whose audio was planned (returned once completed)
     _tail: torch.Tensor | None = None  # audio computed last time for the next cross-fade
     _noise: torch.Tensor | None = None  # [1, inter, F] normal draws, grown as frames appear
-    done: bool = False
+    _prior: tuple | None = None  # (n_tokens, m_p, logs_p) of the last prior computed
+    _planned: int = 0  # plans made
+    _completed: int = 0  # plans completed
+    done: bool = False  # the final step was planned
 
     def __post_init__(self) -> None:
         assert self.crossfade_tokens <= self.holdback_tokens, "cross-fade needs held-back audio"
@@ -254,55 +315,78 @@ class StreamingDecoder:
 
     def push(self, new_tokens: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Add tokens; returns the audio that became final (possibly empty), float [samples]."""
-        assert not self.done, "finish() was already called"
-        self.tokens.extend(int(t) for t in (new_tokens.tolist() if isinstance(new_tokens, torch.Tensor)
-                                            else new_tokens))
-        return self._step(final=False)
+        return self._run(self.plan(new_tokens))
 
     def finish(self) -> torch.Tensor:
         """Emit the held-back audio; the decoder is then done."""
+        return self._run(self.plan((), final=True))
+
+    def plan(self, new_tokens: Sequence[int] | torch.Tensor = (), final: bool = False) -> StepPlan:
+        """Add tokens and plan one step (`final`: the closing one). Plans may be made ahead of completion
+        (their windows do not depend on earlier audio) but must be completed in order."""
         assert not self.done, "finish() was already called"
-        out = self._step(final=True)
-        self.done = True
-        return out
+        self.tokens.extend(int(t) for t in (new_tokens.tolist() if isinstance(new_tokens, torch.Tensor)
+                                            else new_tokens))
+        plan = self._plan(final)
+        self._planned += 1
+        self.done = final
+        return plan
 
-    @property
-    def _frames_per_token(self) -> float:
-        return 2.0 / self.speed
-
-    def _step(self, final: bool) -> torch.Tensor:
+    def complete(self, plan: StepPlan, audio: torch.Tensor | None) -> torch.Tensor:
+        """The new audio of a planned step, given `audio` = its window's `vocode_windows` output."""
+        assert plan.seq == self._completed, "plans must be completed in the order they were made"
+        self._completed += 1
         m = self.model
+        if plan.window is None or audio is None:
+            return torch.zeros(0, dtype=m._dtype, device=m._device)
         hop = m.hop_length
-        empty = torch.zeros(0, dtype=m._dtype, device=m._device)
-        if not self.tokens:
-            return empty
-        codes = torch.tensor(self.tokens, dtype=torch.long)
-        m_p, logs_p = m.prior(codes, self.phones, self.ge, self.speed)  # [1, C, F]
-        n_frames = m_p.shape[-1]
-        hold = 0 if final else int(round(self.holdback_tokens * self._frames_per_token))
-        xf = int(round(self.crossfade_tokens * self._frames_per_token))
-        end = n_frames - hold  # emit frames [emitted, end)
-        if end <= self.emitted_frames:
-            return empty
-        start = self.emitted_frames
-        lo = max(0, start - self.flow_context)
-        z_hi = min(n_frames, end + (0 if final else xf))
-        z_p = SynthesizerTrn.sample_prior(m_p[..., lo:z_hi], logs_p[..., lo:z_hi], self.noise_scale,
-                                          self._noise_slice(lo, z_hi, m_p))
-        with torch.inference_mode():
-            ge = self.ge.to(m._device, m._dtype)
-            z = m.flow.reverse(z_p, ge)
-            lo_dec = max(0, start - self.dec_context)
-            audio = m.dec(z[..., lo_dec - lo:], ge).reshape(-1)[(start - lo_dec) * hop:]  # frames [start, z_hi)
+        start, end = plan.start, plan.end
+        xf = 0 if plan.final else int(round(self.crossfade_tokens * self._frames_per_token))
+        audio = audio[(start - plan.lo_dec) * hop:]  # frames [start, z_hi)
         out = audio[: (end - start) * hop].clone()
         if self._tail is not None and len(self._tail):
             n = min(len(self._tail), len(out))
             ramp = torch.linspace(0, math.pi, n + 2, dtype=torch.float32, device=out.device)[1:-1]
             fade = (0.5 - 0.5 * torch.cos(ramp)).to(out.dtype)  # raised cosine, 0 -> 1
             out[:n] = self._tail[:n] * (1 - fade) + out[:n] * fade
-        self._tail = None if final else audio[(end - start) * hop: (end - start + xf) * hop].clone()
-        self.emitted_frames = end
+        self._tail = None if plan.final else audio[(end - start) * hop: (end - start + xf) * hop].clone()
         return out
+
+    @property
+    def _frames_per_token(self) -> float:
+        return 2.0 / self.speed
+
+    def _run(self, plan: StepPlan) -> torch.Tensor:
+        audio = vocode_windows([plan.window])[0] if plan.window is not None else None
+        return self.complete(plan, audio)
+
+    def _prior_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self.tokens)
+        if self._prior is None or self._prior[0] != n:  # the same tokens give the same prior
+            codes = torch.tensor(self.tokens, dtype=torch.long)
+            self._prior = (n, *self.model.prior(codes, self.phones, self.ge, self.speed))  # [1, C, F] each
+        return self._prior[1], self._prior[2]
+
+    def _plan(self, final: bool) -> StepPlan:
+        m = self.model
+        seq, start = self._planned, self.emitted_frames
+        if not self.tokens:
+            return StepPlan(seq, None, start, start, start, final)
+        m_p, logs_p = self._prior_stats()  # [1, C, F]
+        n_frames = m_p.shape[-1]
+        hold = 0 if final else int(round(self.holdback_tokens * self._frames_per_token))
+        xf = int(round(self.crossfade_tokens * self._frames_per_token))
+        end = n_frames - hold  # emit frames [emitted, end)
+        if end <= start:
+            return StepPlan(seq, None, start, start, start, final)
+        lo = max(0, start - self.flow_context)
+        lo_dec = max(0, start - self.dec_context)
+        z_hi = min(n_frames, end + (0 if final else xf))
+        z_p = SynthesizerTrn.sample_prior(m_p[..., lo:z_hi], logs_p[..., lo:z_hi], self.noise_scale,
+                                          self._noise_slice(lo, z_hi, m_p))
+        window = VocodeWindow(m, z_p, self.ge.to(m._device, m._dtype), lo_dec - lo)
+        self.emitted_frames = end
+        return StepPlan(seq, window, start, end, lo_dec, final)
 
     def _noise_slice(self, lo: int, hi: int, like: torch.Tensor) -> torch.Tensor | None:
         if self.noise_scale == 0:
