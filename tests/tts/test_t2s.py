@@ -126,6 +126,33 @@ def test_onednn_linears_match_the_default_path_and_switch_off(model):
     torch.testing.assert_close(on.logits, off.logits, atol=1e-4, rtol=1e-4)
 
 
+def test_fused_relu_and_residual_add_equal_the_separate_ops():
+    from tts.models.t2s import linear
+
+    torch.manual_seed(0)
+    lin, x, res = torch.nn.Linear(16, 24), torch.randn(2, 3, 16), torch.randn(2, 3, 24)
+    with torch.no_grad():
+        for packed in (True, False):
+            assert torch.equal(linear(x, lin, packed, relu=True), torch.relu(lin(x)) if not packed
+                               else torch.relu(linear(x, lin, True)))
+            assert torch.equal(linear(x, lin, packed, add=res), res + linear(x, lin, packed))
+        # a residual that does not match the output shape is broadcast, not fused
+        assert torch.equal(linear(x, lin, True, add=res[:1]), res[:1] + linear(x, lin, True))
+
+
+def test_lone_row_step_without_mask_equals_the_all_true_mask(model):
+    m = T2SModel(model.cfg)
+    m.load_state_dict(model.state_dict())
+    m.eval().setup_caches(1, 64)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        m(torch.randn(1, 9, m.cfg.hidden_dim), torch.arange(9)[None], prefill_mask(5, 4)[None, None])
+        x = torch.randn(1, 1, m.cfg.hidden_dim)
+        masked = m(x, torch.tensor([[9]]), torch.ones(1, 1, 1, 10, dtype=torch.bool))
+        free = m(x, torch.tensor([[9]]), None, 0, 10)
+    assert torch.equal(masked, free)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_int8_copy_is_quantised_close_and_leaves_the_original(model):
     from tts.models.sampling import DecodeBatch

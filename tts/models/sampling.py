@@ -301,8 +301,11 @@ class DecodeBatch:
         B, S = (self.max_batch, self.max_len) if self.static_shapes else (n, max(r.length for r in stale) + 1)
         pos = self.cache_pos[:B]  # (B,)
         x = self.model.embed_audio(self.last[:B, None], (pos - self.text_len[:B]).clamp_min(0)[:, None])
-        mask = (self._arange[:S] <= pos[:, None])[:, None, None, :]  # (B, 1, 1, S)
-        out = self.forward(x, pos[:, None], mask)[:n, -1].float()
+        if B == 1 and not self.static_shapes:
+            mask = None  # a lone row attends to every key written so far: S = its length + 1
+        else:
+            mask = (self._arange[:S] <= pos[:, None])[:, None, None, :]  # (B, 1, 1, S)
+        out = self.forward(x, pos[:, None], mask, 0, S)[:n, -1].float()
         return torch.where(self.fresh[:n, None], self.prefill_logits[:n], out)
 
     @torch.no_grad()

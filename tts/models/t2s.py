@@ -79,31 +79,44 @@ def onednn_available() -> bool:
 _PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, int], Tensor]] = weakref.WeakKeyDictionary()
 
 
-def packed_linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Module) -> Tensor:
-    """`F.linear` through a oneDNN-blocked copy of `weight` (float32 on CPU; other cases fall back).
+def packed_linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Module, relu: bool = False,
+                  add: Tensor | None = None) -> Tensor:
+    """`F.linear` through a oneDNN-blocked copy of `weight` (float32 on CPU; other cases fall back),
+    optionally followed by ReLU (`relu`) or by `+ add` (a residual), fused into the same call.
 
     On the decode shapes it is about 2x faster than the default BLAS path (batch 8: 2.5x) with the
-    same results up to rounding (~1e-6). The copy is made on first use and remade when the weight
-    changes (new storage or an in-place update).
+    same results up to rounding (~1e-6); the fused ReLU / residual add give bit-identical results
+    to the separate ops. The copy is made on first use and remade when the weight changes (new
+    storage or an in-place update).
     """
     if (weight.dtype != torch.float32 or x.dtype != torch.float32 or weight.device.type != "cpu"
             or (weight.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling()):
-        return F.linear(x, weight, bias)  # (torch.compile packs weights itself when freezing)
+        return _epilogue(F.linear(x, weight, bias), relu, add)  # (torch.compile packs weights itself)
     # inference tensors (weights loaded under inference_mode) keep no version counter
     key = (weight.data_ptr(), -1 if weight.is_inference() else weight._version)
     hit = _PACKED.get(owner)
     if hit is None or hit[0] != key:
         hit = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
         _PACKED[owner] = hit
-    return torch.ops.mkldnn._linear_pointwise(x, hit[1], bias, "none", [], "")
+    if add is not None and not relu and add.shape == x.shape[:-1] + weight.shape[:1] and add.dtype == x.dtype:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, add, hit[1], bias, "add")
+    y = torch.ops.mkldnn._linear_pointwise(x, hit[1], bias, "relu" if relu else "none", [], "")
+    return y if add is None else add + y
 
 
-def linear(x: Tensor, mod: nn.Module, packed: bool) -> Tensor:
-    """`mod(x)`, through `packed_linear` when `packed` and `mod` is a plain nn.Linear (a quantised
-    or otherwise replaced module runs as itself)."""
+def _epilogue(y: Tensor, relu: bool, add: Tensor | None) -> Tensor:
+    if relu:
+        y = F.relu(y)
+    return y if add is None else add + y
+
+
+def linear(x: Tensor, mod: nn.Module, packed: bool, relu: bool = False, add: Tensor | None = None) -> Tensor:
+    """`mod(x)` (then ReLU when `relu`, then `add + ...` when `add` is given), through
+    `packed_linear` when `packed` and `mod` is a plain nn.Linear (a quantised or otherwise
+    replaced module runs as itself)."""
     if packed and type(mod) is nn.Linear:
-        return packed_linear(x, mod.weight, mod.bias, mod)
-    return mod(x)
+        return packed_linear(x, mod.weight, mod.bias, mod, relu, add)
+    return _epilogue(mod(x), relu, add)
 
 
 class TokenEmbedding(nn.Module):
@@ -156,8 +169,13 @@ class SelfAttention(nn.Module):
         self.k_cache = torch.zeros(shape, dtype=dtype, device=device)
         self.v_cache = torch.zeros(shape, dtype=dtype, device=device)
 
-    def forward(self, x: Tensor, rows: Tensor, input_pos: Tensor, mask: Tensor, start: int) -> Tensor:
-        # x: (B, T, C); rows: (B, 1) = arange(B); input_pos: (B, T); mask: (B, 1, T, S) bool
+    def forward(self, x: Tensor, rows: Tensor, input_pos: Tensor, mask: Tensor | None, n_keys: int, start: int,
+                residual: Tensor | None = None) -> Tensor:
+        """Attention over cache keys 0..n_keys-1, then `out_proj` (plus `residual` when given).
+
+        x: (B, T, C); rows: (B, 1) = arange(B); input_pos: (B, T); mask: (B, 1, T, n_keys) bool,
+        True = may attend, or None when every query may attend to all `n_keys` keys.
+        """
         assert self.k_cache is not None and self.v_cache is not None, "Caches must be initialized first"
         B, T, C = x.shape
         if self.in_proj is not None:
@@ -173,9 +191,8 @@ class SelfAttention(nn.Module):
         # advanced indices (rows, pos) around a slice: the indexed view is (B, T, nh, hs)
         k_cache[rows, :, input_pos] = k.view(B, T, self.n_head, self.head_dim)
         v_cache[rows, :, input_pos] = v.view(B, T, self.n_head, self.head_dim)
-        S = mask.shape[-1]
-        y = F.scaled_dot_product_attention(q, k_cache[:, :, :S], v_cache[:, :, :S], attn_mask=mask)
-        return linear(y.transpose(1, 2).reshape(B, T, C), self.out_proj, self.packed)
+        y = F.scaled_dot_product_attention(q, k_cache[:, :, :n_keys], v_cache[:, :, :n_keys], attn_mask=mask)
+        return linear(y.transpose(1, 2).reshape(B, T, C), self.out_proj, self.packed, add=residual)
 
 
 class DecoderLayer(nn.Module):
@@ -191,10 +208,16 @@ class DecoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(c, eps=LN_EPS)
         self.packed = False
 
-    def forward(self, x: Tensor, rows: Tensor, input_pos: Tensor, mask: Tensor, start: int) -> Tensor:
-        x = self.norm1(x + self.self_attn(x, rows, input_pos, mask, start))
-        h = F.relu(linear(x, self.linear1, self.packed))
-        return self.norm2(x + linear(h, self.linear2, self.packed))
+    def forward(self, x: Tensor, rows: Tensor, input_pos: Tensor, mask: Tensor | None, n_keys: int,
+                start: int) -> Tensor:
+        # the residual adds and the ReLU ride in the Linears (fused on the oneDNN path)
+        x = _norm(self.self_attn(x, rows, input_pos, mask, n_keys, start, residual=x), self.norm1)
+        h = linear(x, self.linear1, self.packed, relu=True)
+        return _norm(linear(h, self.linear2, self.packed, add=x), self.norm2)
+
+
+def _norm(x: Tensor, ln: nn.LayerNorm) -> Tensor:
+    return F.layer_norm(x, ln.normalized_shape, ln.weight, ln.bias, ln.eps)
 
 
 class Decoder(nn.Module):
@@ -288,22 +311,27 @@ class T2SModel(nn.Module):
         """tokens, pos: (B, T) long (pos = index among the audio tokens) -> (B, T, C)."""
         return self.ar_audio_position(self.ar_audio_embedding(tokens), pos)
 
-    def forward(self, x: Tensor, input_pos: Tensor, mask: Tensor, start: int = 0) -> Tensor:
+    def forward(self, x: Tensor, input_pos: Tensor, mask: Tensor | None, start: int = 0,
+                n_keys: int | None = None) -> Tensor:
         """One pass over cache rows `start .. start+B-1`.
 
         Args:
             x: (B, T, C) embedded inputs.
             input_pos: (B, T) long, cache positions the inputs are written to.
             mask: (B, 1, T, S) bool, True = may attend; S <= max_len keys from position 0.
+                None: every query attends to all `n_keys` keys (a lone row's decode step,
+                whose keys are exactly the cache positions written so far).
             start: first cache row of this batch.
+            n_keys: S when `mask` is None (ignored otherwise).
         Returns:
             (B, T, vocab_size) raw logits.
         """
         assert self.max_len > 0, "Caches must be initialized first"
-        assert start + x.shape[0] <= self.max_batch and mask.shape[-1] <= self.max_len
+        S = mask.shape[-1] if mask is not None else n_keys
+        assert S is not None and start + x.shape[0] <= self.max_batch and S <= self.max_len
         rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
         for layer in self.h.layers:
-            x = layer(x, rows, input_pos, mask, start)
+            x = layer(x, rows, input_pos, mask, S, start)
         return linear(x, self.ar_predict_layer, self.packed)
 
 
