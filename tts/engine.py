@@ -133,7 +133,8 @@ class Engine:
         self._ssl: Any = None
         self._bert: Any = None
         self._pool = ThreadPoolExecutor(max(1, config.prep_threads), thread_name_prefix="tts-prep")
-        self._sched = Scheduler(self._make_batch, config.max_batch, config.max_queue, config.outbox_chunks)
+        self._sched = Scheduler(self._make_batch, config.max_batch, config.max_queue, config.outbox_chunks,
+                                 vocode_batch=models_io.vocode_plans)
         self._closed = False
         self._prompt_settings = f"hubert={_dir_id(config.hubert_dir)};bert={_dir_id(config.bert_dir)}"
 

@@ -124,8 +124,11 @@ def bert(model: Any, segment: Any) -> np.ndarray:
 class ChunkVocoder:
     """Streaming SoVITS decode of one sentence: call with each new token chunk; `final` flushes.
 
-    Seeded: the latent noise comes from a generator seeded per sentence, so a request's
-    audio does not depend on what else the worker is doing.
+    Two-phase use (the scheduler's, so that chunks of different requests share one vocoder batch):
+    `plan(tokens, final)` -> `vocode_plans([plan, ...])` -> `complete(plan, result)`; calling the
+    vocoder does exactly that for one plan. Seeded: the latent noise comes from a generator seeded per
+    sentence, so a request's audio does not depend on what else the worker is doing (batching with other
+    requests changes it by float rounding only).
     """
 
     def __init__(self, vits: nn.Module, phones: torch.Tensor, ge: torch.Tensor, speed: float,
@@ -137,12 +140,31 @@ class ChunkVocoder:
                                           speed=speed, generator=gen)
 
     def __call__(self, tokens: list[int], final: bool) -> np.ndarray:
-        parts = []
+        plan = self.plan(tokens, final)
+        return self.complete(plan, vocode_plans([plan])[0])
+
+    def plan(self, tokens: list[int], final: bool) -> list:
+        """The streaming steps of one chunk (`StepPlan`s: a push of the new tokens, then the flush if final)."""
+        steps = []
         if tokens:
-            parts.append(self._dec.push(tokens))
+            steps.append(self._dec.plan(tokens))
         if final:
-            parts.append(self._dec.finish())
+            steps.append(self._dec.plan(final=True))
+        return steps
+
+    def complete(self, plan: list, audio: list) -> np.ndarray:
+        """pcm float32 in [-1, 1] of a planned chunk, given its `vocode_plans` result."""
+        parts = [self._dec.complete(step, a) for step, a in zip(plan, audio)]
         if not parts:
             return np.zeros(0, np.float32)
         out = torch.cat([p.reshape(-1) for p in parts]).float().cpu().numpy()
         return np.clip(out, -1.0, 1.0)
+
+
+def vocode_plans(plans: list[list]) -> list[list]:
+    """Run the heavy part (flow + HiFi-GAN) of several `ChunkVocoder.plan`s at once: windows of equal shape
+    share a batch (`tts.models.vits.vocode_windows`). Returns, per plan, the audio of each of its steps."""
+    from tts.models.vits import vocode_windows
+
+    audio = iter(vocode_windows([s.window for p in plans for s in p if s.window is not None]))
+    return [[next(audio) if s.window is not None else None for s in p] for p in plans]

@@ -5,8 +5,10 @@ Each loop iteration:
   2. admits the next prepared sentence of waiting requests into the shared decode batch of
      their GPT model (oldest request first) while it has free slots,
   3. runs ONE decode step for all active items of every batch,
-  4. vocodes the chunks that are ready (first chunks of a sentence first, so that time to
-     first audio stays low under load), and pushes them to per-request bounded outboxes.
+  4. vocodes the chunks that are ready and pushes them to per-request bounded outboxes: first
+     chunks of a sentence as one round, then the other chunks as a second round, so that time to
+     first audio stays low under load. Within a round, vocoders that can plan (see `ChunkVocoder`)
+     have their heavy parts run by one `vocode_batch` call (equal windows share a batch).
 
 The scheduler knows nothing about models: a sentence arrives as a `SentenceJob` holding the
 decode-batch inputs and a vocoder factory, so the orchestration can be tested on its own.
@@ -41,6 +43,10 @@ class Batch(Protocol):
 
 
 ChunkVocoder = Callable[[list[int], bool], np.ndarray]  # (new tokens, is_final_chunk) -> pcm float32
+# A vocoder may also offer `plan(new tokens, is_final_chunk) -> plan` and `complete(plan, result) -> pcm`;
+# with a scheduler `vocode_batch(plans) -> results` (one result per plan, in order) the chunks of one
+# round are then vocoded together. A plain callable is vocoded alone.
+VocodeBatch = Callable[[list[Any]], list[Any]]
 
 
 @dataclass
@@ -155,8 +161,9 @@ class Scheduler:
     """Owns the worker thread. `make_batch(key)` builds a decode batch the first time a key is used."""
 
     def __init__(self, make_batch: Callable[[Any], Batch], max_batch: int, max_queue: int,
-                 outbox_chunks: int = 64, name: str = "tts-worker"):
+                 outbox_chunks: int = 64, name: str = "tts-worker", vocode_batch: VocodeBatch | None = None):
         self.make_batch = make_batch
+        self.vocode_batch = vocode_batch
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.outbox_chunks = outbox_chunks
@@ -372,31 +379,75 @@ class Scheduler:
             h = head.get(a.req.id)
             if h is None or a.job.index < h.job.index:
                 head[a.req.id] = a
-        ready = [a for a in head.values() if self._ready(a)]
+        ready = [a for a in head.values()
+                 if self._ready(a) and not a.req.cancelled.is_set() and a.req.outbox.room()]
         ready.sort(key=lambda a: (a.seq > 0, a.req.created))  # first chunks first, then oldest
-        did = False
-        for a in ready:
-            if a.req.cancelled.is_set() or not a.req.outbox.room():
-                continue
-            self._emit(a)
-            did = True
-        return did
+        firsts = sum(1 for a in ready if a.seq == 0)
+        for round_ in (ready[:firsts], ready[firsts:]):  # a first chunk never waits behind later chunks
+            if round_:
+                self._vocode_round(round_)
+        return bool(ready)
 
-    def _emit(self, a: _Active) -> None:
-        n = len(a.tokens) - a.vocoded
-        last = a.t2s_done
-        new = a.tokens[a.vocoded:]
+    def _vocode_round(self, items: list[_Active]) -> None:
+        """One chunk of each item: planned ones through one `vocode_batch` call, others one at a time."""
+        planned: list[tuple[_Active, int, Any]] = []
+        for a in items:
+            new, last = a.tokens[a.vocoded:], a.t2s_done
+            try:
+                if a.vocoder is None:
+                    a.vocoder = a.job.make_vocoder()
+                if self.vocode_batch is not None and hasattr(a.vocoder, "plan"):
+                    planned.append((a, len(new), a.vocoder.plan(new, last)))
+                    continue
+                pcm = a.vocoder(new, last) if (new or last) else np.zeros(0, np.float32)
+            except Exception as e:
+                self._vocoder_failed(a.req, e)
+                continue
+            self._emit(a, len(new), pcm)
+        results = self._run_vocode_batch([p for _, _, p in planned])
+        for (a, n, plan), res in zip(planned, results):
+            try:
+                if isinstance(res, BaseException):
+                    raise res
+                pcm = a.vocoder.complete(plan, res)  # type: ignore[union-attr]
+            except Exception as e:
+                self._vocoder_failed(a.req, e)
+                continue
+            self._emit(a, n, pcm)
+
+    def _run_vocode_batch(self, plans: list[Any]) -> list[Any]:
+        """Results of `vocode_batch(plans)`; when the batch fails, each plan runs alone so that a failure
+        reaches only its own request (an exception in its result slot)."""
+        if not plans or self.vocode_batch is None:
+            return []
         try:
-            if a.vocoder is None:
-                a.vocoder = a.job.make_vocoder()
-            pcm = a.vocoder(new, last) if (new or last) else np.zeros(0, np.float32)
-        except TTSError as e:
-            self._fail(a.req, e)
-            return
+            results = list(self.vocode_batch(plans))
+            if len(results) != len(plans):
+                raise ValueError(f"vocode_batch returned {len(results)} results for {len(plans)} plans")
+            return results
         except Exception as e:
-            log.exception("vocoder failed")
-            self._fail(a.req, TTSError(f"synthesis failed: {e}"))
+            if len(plans) == 1:
+                return [e]
+            log.warning("batched vocoding of %d chunks failed; running them one at a time", len(plans),
+                        exc_info=True)
+        out: list[Any] = []
+        for p in plans:
+            try:
+                out.append(self.vocode_batch([p])[0])
+            except Exception as e:
+                out.append(e)
+        return out
+
+    def _vocoder_failed(self, r: Request, e: Exception) -> None:
+        if isinstance(e, TTSError):
+            self._fail(r, e)
             return
+        log.error("vocoder failed", exc_info=e)
+        self._fail(r, TTSError(f"synthesis failed: {e}"))
+
+    def _emit(self, a: _Active, n: int, pcm: Any) -> None:
+        """Deliver the vocoded chunk of `a`'s next `n` tokens."""
+        last = a.t2s_done
         pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
         if last and a.job.tail_silence:
             pcm = np.concatenate([pcm, np.zeros(a.job.tail_silence, np.float32)])
