@@ -67,7 +67,12 @@ def test_bert_truncation_matches_hidden_states_minus_3(tmp_path, demo_models):
     torch.manual_seed(0)
     BertForMaskedLM(BertConfig(vocab_size=n_vocab, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
                                intermediate_size=16, max_position_embeddings=64)).save_pretrained(str(tmp_path))
-    feat = BertFeatures.from_dir(tmp_path)("我们", [1, 3])
+    model = BertFeatures.from_dir(tmp_path)
+    feat = model("我们", [1, 3])
+    from tts.models.onednn import OneDNNLinear, onednn_available
+
+    if onednn_available():  # the oneDNN path is the one checked against the plain encoder below
+        assert sum(isinstance(m, OneDNNLinear) for m in model.encoder.modules()) == 2 * 6
     mlm = AutoModel.from_pretrained(str(tmp_path), add_pooling_layer=False)
     with torch.no_grad():
         hs = mlm(**feat_inputs(tmp_path, "我们"), output_hidden_states=True).hidden_states[-3][0, 1:-1]

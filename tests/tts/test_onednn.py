@@ -1,0 +1,46 @@
+"""oneDNN-prepacked Linears: same results as nn.Linear, same state-dict keys, safe fallbacks."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tts.models.onednn import OneDNNLinear, onednn_available, pack_linears
+
+needs_onednn = pytest.mark.skipif(not onednn_available(), reason="torch built without oneDNN")
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Sequential(nn.Linear(32, 8, bias=False)))
+
+
+@needs_onednn
+def test_pack_linears_switches_every_linear_and_keeps_results_and_keys():
+    net, ref = _net(), _net()
+    keys = list(net.state_dict())
+    assert pack_linears(net) == 2
+    assert all(type(m) is not nn.Linear for m in net.modules())
+    assert sum(isinstance(m, OneDNNLinear) for m in net.modules()) == 2
+    assert list(net.state_dict()) == keys
+    x = torch.randn(3, 5, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x), atol=1e-5, rtol=1e-5)
+    assert pack_linears(net) == 0  # already packed
+
+
+@needs_onednn
+def test_packed_copy_follows_weight_updates_and_other_dtypes_fall_back():
+    net = _net()
+    pack_linears(net)
+    x = torch.randn(2, 16)
+    with torch.no_grad():
+        before = net(x)
+        net[0].weight.mul_(2)  # an in-place update must not reuse the stale packed copy
+        after = net(x)
+        assert not torch.allclose(before, after)
+        plain = _net()
+        plain[0].weight.mul_(2)
+        torch.testing.assert_close(after, plain(x), atol=1e-5, rtol=1e-5)
+        out16 = net.to(torch.bfloat16)(x.bfloat16())  # not float32: plain F.linear
+    assert out16.dtype == torch.bfloat16
