@@ -61,6 +61,14 @@ S2_EXTRA = {"p_dropout": 0.1, "n_speakers": 300, "segment_size": 20480 // 640, "
 REF_ONLY = ("enc_q.", "._codebook.inited", "._codebook.cluster_size", "._codebook.embed_avg")
 REPETITION_PENALTY = 1.35  # api_v2 default, as in our SamplingParams
 OVERLAP_TOKENS = 2  # api_v2 overlap_length default
+PATHS = {  # which of the reference's code paths each key measures (written to the JSON)
+    "t2s_prefill_ms": "infer_panel_naive, start to first token",
+    "t2s_ms_per_token": "infer_panel_naive, tokens 10..n of one request",
+    "t2s_batch_infer_ms_per_token": "infer_panel_batch_infer with 1 prompt (api_v2 default, non-streaming)",
+    "sovits_rtf": "SynthesizerTrn.decode, 100 tokens, one 3 s reference spectrogram",
+    "first_chunk_ms": "streaming_mode=3: infer_panel_naive chunk of 10 tokens + decode_streaming",
+    "first_chunk_ms_api_default": "as first_chunk_ms with min_chunk_length=16 (api_v2 default)",
+}
 LOWER_IS_BETTER = {"t2s_prefill_ms": True, "t2s_ms_per_token": True, "t2s_batch8_tokens_per_s": False,
                    "sovits_rtf": True, "first_chunk_ms": True}
 
@@ -421,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                            "tokens": n, "reference_commit": a.reference_commit or reference_commit(folder)}
     _timed("warm-up", lambda: warm_up(models, device, n))
     ref_res, measured = measure_rounds(models, device, n, max(1, a.rounds), a.measure_ours)
-    res.update(ref_res, rounds=max(1, a.rounds))
+    res.update(ref_res, rounds=max(1, a.rounds), paths=PATHS)
     with torch.inference_mode(), quiet():
         agree = greedy_agreement(models, device, n)
         res["sovits_max_abs_diff_vs_ours"] = float(f"{sovits_max_abs_diff(models, device):.3g}")
@@ -436,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
                          if res.get(k) and mine.get(k)}
     sys.stdout.write(format_table(res, mine))
     for k, v in res.items():
-        if k not in LOWER_IS_BETTER and k not in ("ours", "ratios"):
+        if k not in LOWER_IS_BETTER and k not in ("ours", "ratios", "paths"):
             sys.stdout.write(f"{k}: {v}\n")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
