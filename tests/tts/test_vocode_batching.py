@@ -10,7 +10,8 @@ import torch
 
 from tts.checkpoint import load_sovits
 from tts.errors import TTSError
-from tts.models.vits import SynthesizerTrn, vocode_windows
+from tts.models import vits
+from tts.models.vits import SynthesizerTrn, VocodeWindow, vocode_windows
 from tts.pipeline import ChunkVocoder, vocode_plans
 from tts.scheduler import Scheduler, SentenceJob
 from tts.streams import ChunkStream
@@ -22,8 +23,10 @@ def model(demo_models, one_thread) -> SynthesizerTrn:
 
 
 @pytest.fixture
-def dec_batches(model):
-    """Batch sizes the vocoder (HiFi-GAN) was called with."""
+def dec_batches(model, monkeypatch):
+    """Batch sizes the vocoder (HiFi-GAN) was called with; the CPU frame budget lifted, so that batches
+    form at every window length (test_cpu_frame_budget covers the budget)."""
+    monkeypatch.setattr(vits, "CPU_BATCH_FRAMES_PER_THREAD", 10_000)
     sizes: list[int] = []
     handle = model.dec.register_forward_hook(lambda mod, args, out: sizes.append(int(args[0].shape[0])))
     yield sizes
@@ -110,6 +113,23 @@ def test_different_windows_are_not_grouped_but_correct(model, dec_batches):
     dec_batches.clear()
     batched = _batched(model, sents, lambda i: sizes[i])
     assert dec_batches[:3] == [1, 1, 1]  # step one: three shapes, three calls
+    for a, b in zip(alone, batched):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+
+
+def test_cpu_frame_budget(model, dec_batches, monkeypatch):
+    g = torch.Generator().manual_seed(9)
+    wins = [VocodeWindow(model, torch.randn(1, 192, 30, generator=g), torch.randn(1, 512, 1, generator=g), 4)
+            for _ in range(5)]
+    alone = [vocode_windows([w])[0] for w in wins]
+    monkeypatch.setattr(vits, "CPU_BATCH_FRAMES_PER_THREAD", 40)
+    dec_batches.clear()
+    batched = vocode_windows(wins)  # one thread (module fixture): 40 frames, one 30-frame window a batch
+    assert dec_batches == [1] * 5
+    dec_batches.clear()
+    batched = vocode_windows(wins, max_frames=90)
+    assert dec_batches == [3, 2]
+    assert all(a.shape == (26 * model.hop_length,) for a in batched)
     for a, b in zip(alone, batched):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
 
