@@ -370,7 +370,8 @@ def _engine_config(cls: Any, s: Settings) -> Any:
               "bert_dir": s.paths.models_dir / "chinese-roberta-wwm-ext-large",
               "hubert_dir": s.paths.models_dir / "chinese-hubert-base", "g2pw_dir": s.tts.g2pw_dir,
               "max_batch": s.tts.max_batch, "max_queue": s.tts.max_queue, "threads": s.tts.threads,
-              "t2s_quant": s.tts.t2s_quant, "first_chunk_tokens": s.tts.first_chunk_tokens,
+              "t2s_quant": s.tts.t2s_quant, "vocoder_dtype": s.tts.vocoder_dtype,
+              "first_chunk_tokens": s.tts.first_chunk_tokens,
               "chunk_tokens": s.tts.chunk_tokens, "max_text_chars": s.limits.max_text_chars}
     return cls(**{k: v for k, v in values.items() if v is not None})
 

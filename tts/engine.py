@@ -65,6 +65,13 @@ class EngineConfig:
     prep_threads: int = 2
     outbox_chunks: int = 64
     t2s_quant: str = "none"  # CPU only: "none" | "int8" (dynamic quantisation of T2S linears) | "bf16"
+    vocoder_dtype: str = "float32"  # SoVITS's HiFi-GAN only: float32 | bfloat16 | float16 (not on CPU)
+
+    def __post_init__(self) -> None:
+        if self.vocoder_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"unknown vocoder_dtype {self.vocoder_dtype!r}; use float32, bfloat16 or float16")
+        if self.vocoder_dtype == "float16" and self.torch_device.type == "cpu":
+            raise ValueError("vocoder_dtype float16 needs a GPU; on CPU use bfloat16 (AVX512-BF16 or AMX)")
 
     @property
     def torch_device(self) -> torch.device:
@@ -189,6 +196,7 @@ class Engine:
     def health(self) -> dict:
         h = self._sched.health()
         h.update(device=str(self.device), dtype=str(self.dtype).removeprefix("torch."), t2s_quant=self.config.t2s_quant,
+                 vocoder_dtype=self.config.vocoder_dtype,
                  gpt_models=self._gpts.loaded(), sovits_models=self._sovits.loaded(),
                  hubert_loaded=self._ssl is not None, bert_loaded=self._bert is not None,
                  speakers=len(self.speakers()),
@@ -318,7 +326,7 @@ class Engine:
         return models_io.load_t2s(path, self.device, self.dtype, self.config.t2s_quant)
 
     def _load_sovits(self, path: Path) -> Any:
-        return models_io.load_vits(path, self.device)
+        return models_io.load_vits(path, self.device, self.config.vocoder_dtype)
 
     def _make_batch(self, gpt: Any) -> Any:
         return models_io.decode_batch(gpt, self.config.max_batch, self.config.max_len, self.device, self.dtype)

@@ -38,12 +38,15 @@ def t2s_dtype(model: nn.Module) -> torch.dtype:
     return model.ar_predict_layer.weight.dtype
 
 
-def load_vits(path: Path, device: torch.device) -> nn.Module:
-    """SoVITS in float32 (its convolutions are not worth half precision on CPU)."""
+def load_vits(path: Path, device: torch.device, vocoder_dtype: str = "float32") -> nn.Module:
+    """SoVITS in float32; its HiFi-GAN vocoder in `vocoder_dtype` ("float32" | "bfloat16" | "float16")."""
     from tts.checkpoint import load_sovits
     from tts.models.vits import SynthesizerTrn
 
-    return SynthesizerTrn.from_checkpoint(load_sovits(path)).to(device)
+    model = SynthesizerTrn.from_checkpoint(load_sovits(path)).to(device)
+    if vocoder_dtype != "float32":
+        model.set_vocoder_dtype(getattr(torch, vocoder_dtype))
+    return model
 
 
 def decode_batch(gpt: nn.Module, max_batch: int, max_len: int, device: torch.device, dtype: torch.dtype) -> Any:

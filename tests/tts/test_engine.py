@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
-from tts.engine import Engine
+from tts.engine import Engine, EngineConfig
 from tts.errors import BusyError, CancelledError, UnknownSpeakerError, UnsupportedLanguageError
 from tts.types import SAMPLE_RATE, SynthesisOptions
 
@@ -67,6 +68,29 @@ def test_cpu_quantised_t2s_synthesizes(engine_config, tmp_path, quant):
         assert e.health()["t2s_quant"] == quant
     finally:
         e.close()
+
+
+def test_bf16_vocoder_is_close_to_float32(engine, engine_config, tmp_path):
+    opts = SynthesisOptions(seed=3, noise_scale=0.0, split=False)
+    ref = _audio(engine.synthesize("你好，世界。", "demo", opts))
+    e = Engine(replace(engine_config, cache_dir=tmp_path, vocoder_dtype="bfloat16"))
+    try:
+        audio = _audio(e.synthesize("你好，世界。", "demo", opts))
+        assert e.health()["vocoder_dtype"] == "bfloat16"
+        vits = e._sovits.get(e.speaker("demo").sovits_path)
+        assert vits.dec.conv_pre.weight.dtype == torch.bfloat16 and vits.flow.flows[0].pre.weight.dtype == torch.float32
+    finally:
+        e.close()
+    assert len(audio) == len(ref) and audio.dtype == np.float32
+    rel = np.sqrt(np.mean((audio - ref) ** 2)) / np.sqrt(np.mean(ref**2))
+    assert 0 < rel < 0.1, rel  # the same tokens, vocoded at bf16 precision
+
+
+def test_vocoder_dtype_is_checked():
+    with pytest.raises(ValueError, match="vocoder_dtype"):
+        EngineConfig(vocoder_dtype="int4")
+    with pytest.raises(ValueError, match="needs a GPU"):
+        EngineConfig(device="cpu", vocoder_dtype="float16")
 
 
 def test_chunked_joins_close_to_unchunked(engine):
