@@ -7,8 +7,9 @@ Models are built in memory from the model classes: T2S 24 layers / 512 / 16 head
 so random weights never stop early (every decode runs its full token count).
 
 Keys: t2s_prefill_ms, t2s_ms_per_token, t2s_batch8_tokens_per_s, sovits_rtf, first_chunk_ms,
-first_audio_ms_e2e, peak_rss_mb, device, threads, and on CPU the bf16 / int8 T2S variants with
-their greedy-token agreement against float32.
+first_audio_ms_e2e, peak_rss_mb, device, threads; the bfloat16-vocoder SoVITS (RTF and rms error
+against float32), and on CPU the bf16 / int8 T2S variants with their greedy-token agreement
+against float32.
 """
 from __future__ import annotations
 
@@ -152,6 +153,11 @@ def _ref_spec(device: torch.device, seconds: float = 3.0) -> torch.Tensor:
 
 
 def sovits_rtf(vits: SynthesizerTrn, device: torch.device, n_tokens: int = 100) -> float:
+    return _sovits_run(vits, device, n_tokens)[0]
+
+
+def _sovits_run(vits: SynthesizerTrn, device: torch.device, n_tokens: int = 100) -> tuple[float, torch.Tensor]:
+    """(RTF, audio) of style + whole decode of `n_tokens` (median of the last 2 of 3 runs)."""
     spec = _ref_spec(device)
     codes = torch.randint(0, 1024, (1, 1, n_tokens), generator=torch.Generator().manual_seed(0)).to(device)
     phones = torch.randint(1, 700, (1, 40), generator=torch.Generator().manual_seed(1)).to(device)
@@ -164,7 +170,17 @@ def sovits_rtf(vits: SynthesizerTrn, device: torch.device, n_tokens: int = 100) 
         _sync(device)
         times.append(time.perf_counter() - t)
     seconds = audio.numel() / SAMPLE_RATE
-    return statistics.median(times[1:]) / seconds
+    return statistics.median(times[1:]) / seconds, audio.float()
+
+
+def vocoder_bf16(vits: SynthesizerTrn, device: torch.device) -> dict:
+    """SoVITS with its HiFi-GAN in bfloat16 (`tts.vocoder_dtype`): RTF and rms error vs float32."""
+    rtf32, ref = _sovits_run(vits, device)
+    m = copy.deepcopy(vits).set_vocoder_dtype(torch.bfloat16)
+    rtf, audio = _sovits_run(m, device)
+    err = float((audio - ref).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt())
+    return {"sovits_bf16_rtf": round(rtf, 3), "sovits_bf16_vs_fp32_rtf": round(rtf / rtf32, 2),
+            "sovits_bf16_rel_rms_error": round(err, 4)}
 
 
 def first_chunk_ms(model: T2SModel, vits: SynthesizerTrn, device: torch.device, first: int = 10) -> float:
@@ -291,8 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         first, rtf = first_audio_ms_e2e(models, device, a.threads, Path(tmp))
         res["first_audio_ms_e2e"], res["e2e_rtf"] = round(first, 1), round(rtf, 3)
         del models
-    if device.type == "cpu":
-        with torch.inference_mode():
+    with torch.inference_mode():
+        res.update(vocoder_bf16(vits, device))
+        if device.type == "cpu":
             res.update(cpu_variants(t2s, device, n))
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     res["bench_seconds"] = round(time.perf_counter() - t0, 1)
