@@ -157,12 +157,12 @@ def sovits_rtf(vits: SynthesizerTrn, device: torch.device, n_tokens: int = 100) 
 
 
 def _sovits_run(vits: SynthesizerTrn, device: torch.device, n_tokens: int = 100) -> tuple[float, torch.Tensor]:
-    """(RTF, audio) of style + whole decode of `n_tokens` (median of the last 2 of 3 runs)."""
+    """(RTF, audio) of style + whole decode of `n_tokens` (median of the last 4 of 5 runs)."""
     spec = _ref_spec(device)
     codes = torch.randint(0, 1024, (1, 1, n_tokens), generator=torch.Generator().manual_seed(0)).to(device)
     phones = torch.randint(1, 700, (1, 40), generator=torch.Generator().manual_seed(1)).to(device)
     times = []
-    for _ in range(3):
+    for _ in range(5):
         _sync(device)
         t = time.perf_counter()
         ge = vits.style([spec])
@@ -271,6 +271,7 @@ def cpu_variants(model: T2SModel, device: torch.device, n_tokens: int) -> dict:
         ms, _ = t2s_decode(m, device, n_tokens)
         toks = [t2s_decode(m, device, n_tokens, top_k=1, seed=s)[1] for s in range(3)]
         out[f"t2s_{name}_ms_per_token"] = round(ms, 2)
+        out[f"t2s_{name}_batch8_tokens_per_s"] = round(t2s_batch8_tokens_per_s(m, device, n_tokens), 1)
         out[f"t2s_{name}_greedy_agreement"] = round(statistics.mean(agreement(a, b) for a, b in zip(ref, toks)), 3)
         del m
     return out
