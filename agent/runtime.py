@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -69,7 +70,7 @@ class Runtime:
         s = self.settings
         s.paths.models_dir.mkdir(parents=True, exist_ok=True)
         if s.agent.demo:
-            await asyncio.to_thread(self._build_demo)
+            await _in_own_thread(self._build_demo)
         from agent.personas import PersonaRegistry
         from tts.engine import Engine, EngineConfig
 
@@ -110,7 +111,7 @@ class Runtime:
         if c.backend == "transformers":
             folder = Path(c.model) if c.model else self.settings.paths.models_dir / DEMO_CHAT_DIR
             client = TransformersClient(folder, device=c.device)
-            await asyncio.to_thread(client.load)
+            await _in_own_thread(client.load)
             self._llm_model = str(folder)
             return client
         base_url = c.base_url
@@ -361,6 +362,14 @@ async def _aclose(stream: Any) -> None:
     close = getattr(stream, "aclose", None)
     if close is not None:
         await close()
+
+
+async def _in_own_thread(fn: Any) -> Any:
+    """`fn()` in a thread that ends with it. Torch work there (building the demo models, loading
+    an in-process LLM) would otherwise leave an OpenMP thread team alive in the shared executor,
+    and a second team slows every parallel region of the TTS worker (tts.scheduler.Scheduler.call)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="setup") as pool:
+        return await asyncio.wrap_future(pool.submit(fn))
 
 
 def _engine_config(cls: Any, s: Settings) -> Any:

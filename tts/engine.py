@@ -5,9 +5,10 @@ hands them to the scheduler (tts/scheduler.py), whose single worker thread runs 
     for chunk in engine.synthesize("你好，世界。", "demo"):
         play(chunk.pcm)              # float32 mono, 32 kHz
 
-Per request, in a small preparation pool (never the worker): the speaker prompt (cached),
-sentence splitting, the text frontend and BERT (only for Chinese segments). The worker only
-sees ready `SentenceJob`s, so a slow frontend never stalls decoding for other requests.
+Per request, in a small preparation pool: sentence splitting and the text frontend, so a slow
+frontend never stalls decoding for other requests. The torch work of preparation (loading
+models, the speaker prompt, BERT for Chinese segments) runs on the worker thread between decode
+steps (`Scheduler.call`): one thread owns the intra-op thread team.
 """
 from __future__ import annotations
 
@@ -240,8 +241,8 @@ class Engine:
         try:
             with torch.inference_mode():
                 if sentences and not req.cancelled.is_set():
-                    gpt = self._gpts.get(sp.gpt_path)
-                    vits = self._sovits.get(sp.sovits_path)
+                    gpt, vits = self._on_worker(
+                        lambda: (self._gpts.get(sp.gpt_path), self._sovits.get(sp.sovits_path)))
                     ref = sp.reference_for(options.emotion)
                     prompt = self.prompt_for(ref, sp.sovits_path, vits)
                     seed = _resolve_seed(options.seed, sp.profile.seed)
@@ -260,9 +261,16 @@ class Engine:
     def prompt_for(self, ref: ReferenceSet, sovits_path: Path, vits: Any = None) -> SpeakerPrompt:
         """The cached prompt of a reference (computed on first use, then from memory or disk)."""
         key = prompt_key(ref, sovits_path, self._prompt_settings)
-        if vits is None:
-            vits = self._sovits.get(sovits_path)
-        return self.prompts.get_or_compute(key, lambda: self._compute_prompt(ref, vits))
+
+        def compute() -> SpeakerPrompt:
+            model = vits if vits is not None else self._sovits.get(sovits_path)
+            return self.prompts.get_or_compute(key, lambda: self._compute_prompt(ref, model))
+
+        return self._on_worker(compute)
+
+    def _on_worker(self, fn: Callable[[], Any]) -> Any:
+        """`fn()` run on the worker thread (at once when already there); its result or exception."""
+        return self._sched.call(fn).result()
 
     def _compute_prompt(self, ref: ReferenceSet, vits: Any) -> SpeakerPrompt:
         wav32k, wav16k = models_io.load_reference(ref.audio)
@@ -284,12 +292,11 @@ class Engine:
         segments = models_io.to_segments(text, lang)
         ids = [i for s in segments for i in s.ids]  # to_segments already prefixes "." below 6 phones
         need_bert = any(s.lang == "zh" for s in segments) and _HAN.search(text) is not None
-        feats = []
-        for s in segments:
-            if need_bert and s.lang == "zh":
-                feats.append(np.asarray(models_io.bert(self._bert_model(), s), np.float32))
-            else:
-                feats.append(np.zeros((1024, len(s.ids)), np.float32))
+        zh = [s for s in segments if need_bert and s.lang == "zh"]
+        done = iter(self._on_worker(lambda: [np.asarray(models_io.bert(self._bert_model(), s), np.float32)
+                                             for s in zh]) if zh else [])
+        feats = [next(done) if need_bert and s.lang == "zh" else np.zeros((1024, len(s.ids)), np.float32)
+                 for s in segments]
         bert = np.concatenate(feats, axis=1) if feats else np.zeros((1024, 0), np.float32)
         norm = "".join(s.norm_text for s in segments)
         return np.asarray(ids, np.int64), bert, norm

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -177,6 +178,7 @@ class Scheduler:
         self._slot_ids = itertools.count(1)
         self._retired: set = set()
         self._first_ms: deque = deque(maxlen=512)
+        self._calls: deque[tuple[Callable[[], Any], Future]] = deque()  # see `call`
         self._counters = dict(total=0, failed=0, cancelled=0, tokens=0, samples=0, busy=0.0)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -194,6 +196,27 @@ class Scheduler:
             self._requests[req.id] = req
             self._counters["total"] += 1
         return req
+
+    def call(self, fn: Callable[[], Any]) -> Future:
+        """Run `fn()` on the worker thread between decode steps; returns its Future (on the worker
+        itself it runs at once).
+
+        Every multi-threaded torch op of the engine (model loading, prompts, BERT) goes through
+        here: a second thread running such ops keeps a second OpenMP thread team alive, and with
+        more OpenMP threads than cores every parallel region hands over through sleeping threads
+        (decode steps ~1.5x slower on 2 cores; docs/performance.md).
+        """
+        fut: Future = Future()
+        if threading.current_thread() is self._thread:
+            _settle(fut, fn)
+            return fut
+        with self._lock:
+            if self._stop.is_set():
+                fut.set_exception(CancelledError("the engine is closed"))
+                return fut
+            self._calls.append((fn, fut))
+        self._wake.set()
+        return fut
 
     def add_sentence(self, req: Request, job: SentenceJob) -> None:
         with self._lock:
@@ -228,6 +251,11 @@ class Scheduler:
         with self._lock:
             reqs = list(self._requests.values())
             self._requests.clear()
+            calls = list(self._calls)
+            self._calls.clear()
+        for _, fut in calls:
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(CancelledError("the engine was closed"))
         for r in reqs:
             if not r.finished:
                 r.finished = True
@@ -280,7 +308,8 @@ class Scheduler:
                     self._wake.wait(0.05)
 
     def _iteration(self) -> bool:
-        did = self._reap()
+        did = self._run_calls()
+        did |= self._reap()
         did |= self._admit()
         did |= self._step()
         did |= self._vocode()
@@ -288,6 +317,21 @@ class Scheduler:
         if self._retired:
             self._drop_retired()
         return did
+
+    def _run_calls(self) -> bool:
+        """Queued `call`s: one per iteration while sentences are decoding (a burst of preparation
+        work then delays each step by one call at most), all of them when idle."""
+        ran = False
+        while True:
+            with self._lock:
+                if not self._calls:
+                    return ran
+                fn, fut = self._calls.popleft()
+            if fut.set_running_or_notify_cancel():
+                _settle(fut, fn)
+            ran = True
+            if self._active:
+                return ran
 
     def _drop_retired(self) -> None:
         busy = {a.job.batch_key for a in self._active.values() if not a.t2s_done}
@@ -530,3 +574,10 @@ class Scheduler:
             self._fail(r, err)
         self._active.clear()
         self._batches.clear()
+
+
+def _settle(fut: Future, fn: Callable[[], Any]) -> None:
+    try:
+        fut.set_result(fn())
+    except BaseException as e:  # the caller re-raises it from `result()`
+        fut.set_exception(e)

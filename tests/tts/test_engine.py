@@ -86,6 +86,36 @@ def test_bf16_vocoder_is_close_to_float32(engine, engine_config, tmp_path):
     assert 0 < rel < 0.1, rel  # the same tokens, vocoded at bf16 precision
 
 
+def test_all_torch_work_runs_on_the_worker_thread(engine_config, tmp_path, monkeypatch):
+    """Model loading, the speaker prompt (HuBERT, style) and BERT run on the worker: a second
+    thread running multi-threaded torch ops would keep a second OpenMP team alive."""
+    from tts import pipeline
+
+    seen: dict[str, set[str]] = {}
+    for name in ("load_t2s", "load_vits", "load_ssl", "load_bert", "bert", "prompt_tokens", "style"):
+        def spy(*a, _f=getattr(pipeline, name), _n=name, **k):
+            seen.setdefault(_n, set()).add(threading.current_thread().name)
+            return _f(*a, **k)
+        monkeypatch.setattr(pipeline, name, spy)
+    e = Engine(replace(engine_config, cache_dir=tmp_path))
+    try:
+        assert len(_audio(e.synthesize("你好，世界。Hello.", "demo", SynthesisOptions(seed=1)))) > 0
+        e.prompt_for(e.speaker("demo").reference_for(None), e.speaker("demo").sovits_path)  # from this thread
+    finally:
+        e.close()
+    assert set(seen) >= {"load_t2s", "load_vits", "load_ssl", "load_bert", "bert", "prompt_tokens", "style"}
+    assert all(threads == {"tts-worker"} for threads in seen.values()), seen
+
+
+def test_calls_after_close_fail_instead_of_hanging(engine_config, tmp_path):
+    from tts.errors import CancelledError as EngineClosed
+
+    e = Engine(replace(engine_config, cache_dir=tmp_path))
+    e.close()
+    with pytest.raises(EngineClosed):
+        e._sched.call(lambda: 1).result(timeout=5)
+
+
 def test_vocoder_dtype_is_checked():
     with pytest.raises(ValueError, match="vocoder_dtype"):
         EngineConfig(vocoder_dtype="int4")

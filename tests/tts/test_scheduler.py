@@ -231,3 +231,21 @@ def test_first_chunks_are_vocoded_first():
         assert same_step[0] == "b" and "a" in same_step  # b's first chunk goes before a's chunk of that step
     finally:
         s.close()
+
+
+def test_calls_run_on_the_worker_between_steps(sched):
+    assert sched.call(lambda: threading.current_thread().name).result(timeout=5) == "tts-worker"
+    with pytest.raises(ZeroDivisionError):
+        sched.call(lambda: 1 / 0).result(timeout=5)
+    # a call made on the worker runs at once (no deadlock waiting for itself)
+    nested = sched.call(lambda: sched.call(lambda: 41).result(timeout=1) + 1)
+    assert nested.result(timeout=5) == 42
+    # while sentences decode, queued calls interleave with the steps instead of stalling them
+    order: list[str] = []
+    req = sched.submit()
+    sched.add_sentence(req, _job(0, 40, stream=False))
+    sched.prep_finished(req)
+    futs = [sched.call(lambda i=i: order.append(f"call{i}") or i) for i in range(3)]
+    assert [f.result(timeout=10) for f in futs] == [0, 1, 2]
+    assert order == ["call0", "call1", "call2"]
+    assert len(list(ChunkStream(sched, req))) == 1
