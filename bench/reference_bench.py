@@ -1,7 +1,7 @@
 """The reference GPT-SoVITS measured side by side with this engine, same sizes, same weights.
 
     nice python bench/reference_bench.py --reference <checkout>/GPT_SoVITS --json bench-ref.json \
-        [--threads 2] [--quick] [--ours bench-tts.json | --measure-ours]
+        [--threads 2] [--quick] [--rounds 3] [--ours bench-tts.json | --measure-ours [--fast]]
 
 Builds the reference's own Text2SemanticDecoder (AR/models/t2s_model.py) and SynthesizerTrn
 (module/models.py, v2 s2.json hyper-parameters) from the checkout given on the command line and
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import importlib
 import json
 import math
@@ -358,9 +359,10 @@ def measure_reference(models: dict, device: torch.device, n: int) -> dict:
     return res
 
 
-def measure_ours(models: dict, device: torch.device, n: int) -> dict:
-    """tts_bench's five core keys, measured in this process next to the reference."""
-    t2s, vits = models["t2s"], models["vits"]
+def measure_ours(models: dict, device: torch.device, n: int, variant: str = "") -> dict:
+    """tts_bench's five core keys, measured in this process next to the reference; `variant`
+    "fast_": the opt-in CPU fast profile (int8 T2S, bfloat16 vocoder)."""
+    t2s, vits = models[variant + "t2s"], models[variant + "vits"]
     with torch.inference_mode():
         return {"t2s_prefill_ms": round(ours.t2s_prefill_ms(t2s, device), 1),
                 "t2s_ms_per_token": round(ours.t2s_decode(t2s, device, n)[0], 2),
@@ -389,14 +391,18 @@ def median_of(runs: list[dict]) -> dict:
     return out
 
 
-def measure_rounds(models: dict, device: torch.device, n: int, rounds: int, with_ours: bool) -> tuple[dict, dict]:
-    """Reference and (optionally) ours, alternating round by round so load spikes hit both."""
-    refs, mine = [], []
+def measure_rounds(models: dict, device: torch.device, n: int, rounds: int,
+                   variants: list[str]) -> tuple[dict, dict[str, dict]]:
+    """Reference and our `variants` ("" = default, "fast_"), alternating round by round so load
+    spikes hit every side."""
+    refs: list[dict] = []
+    mine: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(rounds):
         refs.append(_timed(f"reference round {r + 1}", lambda: measure_reference(models, device, n)))
-        if with_ours:
-            mine.append(_timed(f"ours round {r + 1}", lambda: measure_ours(models, device, n)))
-    return median_of(refs), (median_of(mine) if mine else {})
+        for v in variants:
+            mine[v].append(_timed(f"ours {v or 'default '}round {r + 1}",
+                                  lambda: measure_ours(models, device, n, v)))
+    return median_of(refs), {v: median_of(runs) for v, runs in mine.items()}
 
 
 def _timed(label: str, fn: Callable[[], Any]) -> Any:
@@ -415,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="30 tokens instead of 100 (smoke run)")
     ap.add_argument("--ours", type=Path, help="a bench/tts_bench.py JSON to compare with")
     ap.add_argument("--measure-ours", action="store_true", help="measure our core keys in this process too")
+    ap.add_argument("--fast", action="store_true",
+                    help="with --measure-ours: also our CPU fast profile (int8 T2S, bfloat16 vocoder)")
     ap.add_argument("--rounds", type=int, default=1, help="alternate reference/ours rounds; per-key median")
     ap.add_argument("--reference-commit", help="the checkout's commit when its folder is not a git tree")
     a = ap.parse_args(argv)
@@ -427,8 +435,13 @@ def main(argv: list[str] | None = None) -> int:
         models = build_pair(ref_mod, device)
     res: dict[str, Any] = {"device": ours._device_name(device), "threads": a.threads, "torch": torch.__version__,
                            "tokens": n, "reference_commit": a.reference_commit or reference_commit(folder)}
+    variants = ([""] + (["fast_"] if a.fast else [])) if a.measure_ours else []
+    if "fast_" in variants:
+        models["fast_t2s"] = models["t2s"].quantize_int8()
+        models["fast_vits"] = copy.deepcopy(models["vits"]).set_vocoder_dtype(torch.bfloat16)
     _timed("warm-up", lambda: warm_up(models, device, n))
-    ref_res, measured = measure_rounds(models, device, n, max(1, a.rounds), a.measure_ours)
+    ref_res, by_variant = measure_rounds(models, device, n, max(1, a.rounds), variants)
+    measured = by_variant.get("", {})
     res.update(ref_res, rounds=max(1, a.rounds), paths=PATHS)
     with torch.inference_mode(), quiet():
         agree = greedy_agreement(models, device, n)
@@ -443,8 +456,14 @@ def main(argv: list[str] | None = None) -> int:
         res["ratios"] = {k: round(ratio(k, res[k], mine[k])[0], 2) for k in LOWER_IS_BETTER
                          if res.get(k) and mine.get(k)}
     sys.stdout.write(format_table(res, mine))
+    if "fast_" in by_variant:
+        fast = by_variant["fast_"]
+        res["ours_fast"] = fast
+        res["ratios_fast"] = {k: round(ratio(k, res[k], fast[k])[0], 2) for k in LOWER_IS_BETTER
+                              if res.get(k) and fast.get(k)}
+        sys.stdout.write("\nfast profile (int8 T2S, bfloat16 vocoder):\n" + format_table(res, fast))
     for k, v in res.items():
-        if k not in LOWER_IS_BETTER and k not in ("ours", "ratios", "paths"):
+        if k not in LOWER_IS_BETTER and k not in ("ours", "ratios", "paths", "ours_fast", "ratios_fast"):
             sys.stdout.write(f"{k}: {v}\n")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
