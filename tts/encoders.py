@@ -120,11 +120,6 @@ def _open(target, rate: int, codec: _Codec) -> sf.SoundFile:
                         subtype=codec.subtype, **extra)
 
 
-def can_stream(fmt: str) -> bool:
-    name = check_format(fmt)
-    return name not in _CODECS or _CODECS[name].streams
-
-
 class _Sink(io.RawIOBase):
     """Seekable write-only buffer that hands out its bytes as they are written (see module doc)."""
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tts.errors import BusyError, CancelledError, TTSError
-from tts.types import SAMPLE_RATE, SAMPLES_PER_TOKEN, AudioChunk
+from tts.types import SAMPLE_RATE, AudioChunk
 
 log = logging.getLogger(__name__)
 
