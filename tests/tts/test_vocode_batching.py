@@ -26,7 +26,7 @@ def model(demo_models, one_thread) -> SynthesizerTrn:
 def dec_batches(model, monkeypatch):
     """Batch sizes the vocoder (HiFi-GAN) was called with; the CPU frame budget lifted, so that batches
     form at every window length (test_cpu_frame_budget covers the budget)."""
-    monkeypatch.setattr(vits, "CPU_BATCH_FRAMES_PER_THREAD", 10_000)
+    monkeypatch.setattr(vits, "CPU_BATCH_FRAMES", 10_000)
     sizes: list[int] = []
     handle = model.dec.register_forward_hook(lambda mod, args, out: sizes.append(int(args[0].shape[0])))
     yield sizes
@@ -122,9 +122,9 @@ def test_cpu_frame_budget(model, dec_batches, monkeypatch):
     wins = [VocodeWindow(model, torch.randn(1, 192, 30, generator=g), torch.randn(1, 512, 1, generator=g), 4)
             for _ in range(5)]
     alone = [vocode_windows([w])[0] for w in wins]
-    monkeypatch.setattr(vits, "CPU_BATCH_FRAMES_PER_THREAD", 40)
+    monkeypatch.setattr(vits, "CPU_BATCH_FRAMES", 40)
     dec_batches.clear()
-    batched = vocode_windows(wins)  # one thread (module fixture): 40 frames, one 30-frame window a batch
+    batched = vocode_windows(wins)  # 40 frames: one 30-frame window a batch
     assert dec_batches == [1] * 5
     dec_batches.clear()
     batched = vocode_windows(wins, max_frames=90)

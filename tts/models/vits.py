@@ -251,15 +251,16 @@ class VocodeWindow:
 
 
 MAX_VOCODE_BATCH = 8  # windows per batched flow + vocoder call (bounds latency and memory)
-# On CPU a batch pays only while its activations stay in cache: at one thread 4 windows of 12-20 frames ran
-# 5-20% faster as one batch, 2 of 36 frames 7% faster, but 4 of 52-76 frames 18-19% slower (bigger batches
-# at more threads gain from fewer per-op barriers). So on CPU a batch holds at most this many latent frames
-# per intra-op thread; other devices batch up to MAX_VOCODE_BATCH windows of any length.
-CPU_BATCH_FRAMES_PER_THREAD = 80
+# On CPU a batch pays only while its activations stay in cache. 4 windows vocoded as one batch against one
+# by one (real v2 size, quiet 2-core VM): 12 frames 0.41x the time at 2 threads / 0.49x at 1, 24 frames
+# 0.81x / 0.93x, but 52 frames 1.11x / 1.12x and 2 windows of 76 frames 1.14x / 1.08x, at either thread
+# count. So on CPU a batch holds at most this many latent frames in all; other devices batch up to
+# MAX_VOCODE_BATCH windows of any length.
+CPU_BATCH_FRAMES = 100
 
 
 def _frame_budget(device: torch.device) -> int | None:
-    return CPU_BATCH_FRAMES_PER_THREAD * torch.get_num_threads() if device.type == "cpu" else None
+    return CPU_BATCH_FRAMES if device.type == "cpu" else None
 
 
 @torch.inference_mode()
@@ -267,7 +268,7 @@ def vocode_windows(windows: Sequence[VocodeWindow], max_batch: int = MAX_VOCODE_
                    max_frames: int | None = None) -> list[torch.Tensor]:
     """Audio [(W - dec_offset) * hop] of every window, in order. Windows of equal shape (and model, offset,
     dtype, device) are stacked along the batch dimension, up to `max_batch` windows and `max_frames` latent
-    frames at a time (None: the device's default, see CPU_BATCH_FRAMES_PER_THREAD); every item keeps its
+    frames at a time (None: the device's default, see CPU_BATCH_FRAMES); every item keeps its
     own style vector, so each output equals its window run alone up to float rounding."""
     groups: dict[tuple, list[int]] = {}
     for i, w in enumerate(windows):
