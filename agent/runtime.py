@@ -368,8 +368,11 @@ async def _in_own_thread(fn: Any) -> Any:
     """`fn()` in a thread that ends with it. Torch work there (building the demo models, loading
     an in-process LLM) would otherwise leave an OpenMP thread team alive in the shared executor,
     and a second team slows every parallel region of the TTS worker (tts.scheduler.Scheduler.call)."""
-    with ThreadPoolExecutor(1, thread_name_prefix="setup") as pool:
+    pool = ThreadPoolExecutor(1, thread_name_prefix="setup")
+    try:
         return await asyncio.wrap_future(pool.submit(fn))
+    finally:
+        pool.shutdown(wait=False)  # its thread ends once `fn` returns, without blocking the event loop
 
 
 def _engine_config(cls: Any, s: Settings) -> Any:

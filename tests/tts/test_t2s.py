@@ -136,8 +136,10 @@ def test_fused_relu_and_residual_add_equal_the_separate_ops():
             assert torch.equal(linear(x, lin, packed, relu=True), torch.relu(lin(x)) if not packed
                                else torch.relu(linear(x, lin, True)))
             assert torch.equal(linear(x, lin, packed, add=res), res + linear(x, lin, packed))
-        # a residual that does not match the output shape is broadcast, not fused
+        # a residual that does not match the output shape is broadcast, not fused; a strided one is added
         assert torch.equal(linear(x, lin, True, add=res[:1]), res[:1] + linear(x, lin, True))
+        strided = torch.randn(2, 24, 3).transpose(1, 2)
+        assert torch.equal(linear(x, lin, True, add=strided), strided + linear(x, lin, True))
 
 
 def test_lone_row_step_without_mask_equals_the_all_true_mask(model):

@@ -44,7 +44,8 @@ def packed_linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Modu
     if hit is None or hit[0] != key:
         hit = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
         _PACKED[owner] = hit
-    if add is not None and not relu and add.shape == x.shape[:-1] + weight.shape[:1] and add.dtype == x.dtype:
+    if (add is not None and not relu and add.shape == x.shape[:-1] + weight.shape[:1] and add.dtype == x.dtype
+            and add.is_contiguous()):
         return torch.ops.mkldnn._linear_pointwise.binary(x, add, hit[1], bias, "add")
     y = torch.ops.mkldnn._linear_pointwise(x, hit[1], bias, "relu" if relu else "none", [], "")
     return y if add is None else add + y
