@@ -1,8 +1,9 @@
 """The model calls the engine makes, in one place: loading (device, dtype, quantisation),
 reference features, frontend + BERT, and the per-sentence streaming vocoder.
 
-Everything here runs under the engine's control: loading and reference features in the
-preparation pool, `decode_batch` and `ChunkVocoder` on the worker thread.
+Everything here runs under the engine's control: the text frontend in the preparation pool, all
+torch work (loading, reference features, BERT, `decode_batch`, `ChunkVocoder`) on the worker
+thread.
 """
 from __future__ import annotations
 
