@@ -241,8 +241,7 @@ class Engine:
         try:
             with torch.inference_mode():
                 if sentences and not req.cancelled.is_set():
-                    gpt, vits = self._on_worker(
-                        lambda: (self._gpts.get(sp.gpt_path), self._sovits.get(sp.sovits_path)))
+                    gpt, vits = self._gpts.get(sp.gpt_path), self._sovits.get(sp.sovits_path)
                     ref = sp.reference_for(options.emotion)
                     prompt = self.prompt_for(ref, sp.sovits_path, vits)
                     seed = _resolve_seed(options.seed, sp.profile.seed)
@@ -261,12 +260,9 @@ class Engine:
     def prompt_for(self, ref: ReferenceSet, sovits_path: Path, vits: Any = None) -> SpeakerPrompt:
         """The cached prompt of a reference (computed on first use, then from memory or disk)."""
         key = prompt_key(ref, sovits_path, self._prompt_settings)
-
-        def compute() -> SpeakerPrompt:
-            model = vits if vits is not None else self._sovits.get(sovits_path)
-            return self.prompts.get_or_compute(key, lambda: self._compute_prompt(ref, model))
-
-        return self._on_worker(compute)
+        model = vits if vits is not None else self._sovits.get(sovits_path)
+        # only a miss goes to the worker: a cached prompt costs no wait for the next decode step
+        return self.prompts.get_or_compute(key, lambda: self._on_worker(lambda: self._compute_prompt(ref, model)))
 
     def _on_worker(self, fn: Callable[[], Any]) -> Any:
         """`fn()` run on the worker thread (at once when already there); its result or exception."""
@@ -329,11 +325,12 @@ class Engine:
             tail_silence=int(round(options.fragment_interval * SAMPLE_RATE)))
 
     # ---- models ---------------------------------------------------------------------------
+    # the LRUs look up in the caller's thread; only a load (a miss) runs on the worker
     def _load_gpt(self, path: Path) -> Any:
-        return models_io.load_t2s(path, self.device, self.dtype, self.config.t2s_quant)
+        return self._on_worker(lambda: models_io.load_t2s(path, self.device, self.dtype, self.config.t2s_quant))
 
     def _load_sovits(self, path: Path) -> Any:
-        return models_io.load_vits(path, self.device, self.config.vocoder_dtype)
+        return self._on_worker(lambda: models_io.load_vits(path, self.device, self.config.vocoder_dtype))
 
     def _make_batch(self, gpt: Any) -> Any:
         return models_io.decode_batch(gpt, self.config.max_batch, self.config.max_len, self.device, self.dtype)
