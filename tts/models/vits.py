@@ -180,10 +180,11 @@ class SynthesizerTrn(nn.Module):
         return self.enc_p(q, phones, ge.to(self._device, self._dtype), speed)
 
     @torch.inference_mode()
-    def vocode(self, z: torch.Tensor, ge: torch.Tensor) -> torch.Tensor:
-        """Latent z_p [1, inter, T] -> audio [T * hop] (flow reverse, then HiFi-GAN)."""
+    def vocode(self, z: torch.Tensor, ge: torch.Tensor, dec_offset: int = 0) -> torch.Tensor:
+        """Latent z_p [B, inter, W] -> audio [B, (W - dec_offset) * hop]: flow reverse over the whole
+        window, then HiFi-GAN from latent frame `dec_offset` on (frames before it are flow context only)."""
         ge = ge.to(self._device, self._dtype)
-        return self.hifigan(self.flow.reverse(z, ge), ge).reshape(-1)
+        return self.hifigan(self.flow.reverse(z, ge)[..., dec_offset:], ge).flatten(1)
 
     def hifigan(self, z: torch.Tensor, ge: torch.Tensor) -> torch.Tensor:
         """The vocoder `dec` on flow outputs z [B, inter, F] -> audio [B, 1, F * hop], computed in
@@ -207,7 +208,7 @@ class SynthesizerTrn(nn.Module):
         """Audio [T' * 640] float at 32 kHz. `eps` [inter, T'] (or [1, inter, T']) replaces the normal draw."""
         m_p, logs_p = self.prior(codes, phones, ge, speed)
         z_p = self.sample_prior(m_p, logs_p, noise_scale, eps, generator)
-        return self.vocode(z_p, ge)
+        return self.vocode(z_p, ge)[0]
 
     @staticmethod
     def sample_prior(m_p: torch.Tensor, logs_p: torch.Tensor, noise_scale: float,
@@ -289,9 +290,7 @@ def _vocode_batch(ws: list[VocodeWindow]) -> list[torch.Tensor]:
     m = ws[0].model
     z_p = torch.cat([w.z_p for w in ws]) if len(ws) > 1 else ws[0].z_p  # [B, inter, W]
     ge = torch.cat([w.ge for w in ws]) if len(ws) > 1 else ws[0].ge  # [B, gin, 1]
-    z = m.flow.reverse(z_p, ge)
-    audio = m.hifigan(z[..., ws[0].dec_offset:], ge)  # [B, 1, (W - dec_offset) * hop]
-    return [a.reshape(-1) for a in audio]
+    return list(m.vocode(z_p, ge, ws[0].dec_offset))  # each [(W - dec_offset) * hop]
 
 
 @dataclass(frozen=True)
