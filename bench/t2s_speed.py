@@ -30,10 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tts.models.sampling import DecodeBatch, DecodeItem, SamplingParams, decode  # noqa: E402
-from tts.models.t2s import T2SConfig, T2SModel  # noqa: E402
+from tts.models.t2s import T2SModel  # noqa: E402
+from tts_bench import build_t2s  # noqa: E402
 
 N_TEXT, N_PROMPT_PHONES, N_PROMPT = 40, 20, 30
 N_TOKENS = 100
@@ -50,13 +52,6 @@ def _clock(fn) -> Timing:
     w, c = time.perf_counter(), time.process_time()
     fn()
     return Timing(time.perf_counter() - w, time.process_time() - c)
-
-
-def build_model(seed: int = 0) -> T2SModel:
-    torch.manual_seed(seed)
-    model = T2SModel(T2SConfig()).eval().requires_grad_(False)
-    model.ar_predict_layer.weight[model.cfg.eos] = 0.0  # never the argmax: fixed-length decodes
-    return model
 
 
 def make_variant(base: T2SModel, name: str) -> tuple[T2SModel, torch.dtype]:
@@ -212,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*quantize_per.*")
     torch.set_num_threads(args.threads)
     names = args.variants.split(",")
-    base = build_model()
+    base = build_t2s(torch.device("cpu")).requires_grad_(False)  # EOS row zeroed: fixed-length decodes
     models = {n: make_variant(base, n) for n in names}
     items = [make_item(i) for i in range(8)]
     runs: dict[str, list[dict[str, Timing]]] = {n: [] for n in names}

@@ -173,11 +173,20 @@ def _sovits_run(vits: SynthesizerTrn, device: torch.device, n_tokens: int = 100)
     return statistics.median(times[1:]) / seconds, audio.float()
 
 
-def vocoder_bf16(vits: SynthesizerTrn, device: torch.device) -> dict:
+def bf16_vocoder(vits: SynthesizerTrn) -> SynthesizerTrn:
+    """A copy with its HiFi-GAN in bfloat16 (`tts.vocoder_dtype: bfloat16`)."""
+    return copy.deepcopy(vits).set_vocoder_dtype(torch.bfloat16)
+
+
+def fast_profile(t2s: T2SModel, vits: SynthesizerTrn) -> tuple[T2SModel, SynthesizerTrn]:
+    """Copies for the opt-in CPU fast profile (docs/performance.md): int8 T2S, bfloat16 vocoder."""
+    return t2s.quantize_int8(), bf16_vocoder(vits)
+
+
+def vocoder_bf16(vits: SynthesizerTrn, vits_bf16: SynthesizerTrn, device: torch.device) -> dict:
     """SoVITS with its HiFi-GAN in bfloat16 (`tts.vocoder_dtype`): RTF and rms error vs float32."""
     rtf32, ref = _sovits_run(vits, device)
-    m = copy.deepcopy(vits).set_vocoder_dtype(torch.bfloat16)
-    rtf, audio = _sovits_run(m, device)
+    rtf, audio = _sovits_run(vits_bf16, device)
     err = float((audio - ref).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt())
     return {"sovits_bf16_rtf": round(rtf, 3), "sovits_bf16_vs_fp32_rtf": round(rtf / rtf32, 2),
             "sovits_bf16_rel_rms_error": round(err, 4)}
@@ -260,14 +269,14 @@ def agreement(a: list[int], b: list[int]) -> float:
     return sum(x == y for x, y in zip(a, b)) / n if n else 1.0
 
 
-def cpu_variants(model: T2SModel, vits: SynthesizerTrn, device: torch.device, n_tokens: int) -> dict:
+def cpu_variants(model: T2SModel, model_int8: T2SModel, vits_bf16: SynthesizerTrn, device: torch.device,
+                 n_tokens: int) -> dict:
     """bf16 and int8-dynamic T2S on CPU: speed and greedy-token agreement with float32; the first
     chunk of the fast profile (int8 T2S, bfloat16 vocoder)."""
     out = {}
-    fast_vits = copy.deepcopy(vits).set_vocoder_dtype(torch.bfloat16)
     ref = [t2s_decode(model, device, n_tokens, top_k=1, seed=s)[1] for s in range(3)]
     variants = {"bf16": lambda: copy.deepcopy(model).to(torch.bfloat16),
-                "int8": lambda: model.quantize_int8()}
+                "int8": lambda: model_int8}
     for name, make in variants.items():
         m = make()
         ms, _ = t2s_decode(m, device, n_tokens)
@@ -276,7 +285,7 @@ def cpu_variants(model: T2SModel, vits: SynthesizerTrn, device: torch.device, n_
         out[f"t2s_{name}_batch8_tokens_per_s"] = round(t2s_batch8_tokens_per_s(m, device, n_tokens), 1)
         out[f"t2s_{name}_greedy_agreement"] = round(statistics.mean(agreement(a, b) for a, b in zip(ref, toks)), 3)
         if name == "int8":  # the CPU fast profile: int8 T2S + bfloat16 vocoder (docs/performance.md)
-            out["fast_first_chunk_ms"] = round(first_chunk_ms(m, fast_vits, device), 1)
+            out["fast_first_chunk_ms"] = round(first_chunk_ms(m, vits_bf16, device), 1)
         del m
     return out
 
@@ -318,9 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         res["sovits_rtf"] = round(sovits_rtf(vits, device), 3)
         res["first_chunk_ms"] = round(first_chunk_ms(t2s, vits, device), 1)
     with torch.inference_mode():
-        res.update(vocoder_bf16(vits, device))
+        vits_bf16 = bf16_vocoder(vits)
+        res.update(vocoder_bf16(vits, vits_bf16, device))
         if device.type == "cpu":
-            res.update(cpu_variants(t2s, vits, device, n))
+            res.update(cpu_variants(t2s, t2s.quantize_int8(), vits_bf16, device, n))
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     res["bench_seconds"] = round(time.perf_counter() - t0, 1)
     _print_table(res)
