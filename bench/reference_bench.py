@@ -1,7 +1,7 @@
 """The reference GPT-SoVITS measured side by side with this engine, same sizes, same weights.
 
     nice python bench/reference_bench.py --reference <checkout>/GPT_SoVITS --json bench-ref.json \
-        [--threads 2] [--quick] [--rounds 3] [--ours bench-tts.json | --measure-ours [--fast]]
+        [--threads 2] [--quick] [--rounds 3] [--ours bench-tts.json | --measure-ours [--bf16] [--fast]]
 
 Builds the reference's own Text2SemanticDecoder (AR/models/t2s_model.py) and SynthesizerTrn
 (module/models.py, v2 s2.json hyper-parameters) from the checkout given on the command line and
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import importlib
 import json
 import math
@@ -358,9 +359,16 @@ def measure_reference(models: dict, device: torch.device, n: int) -> dict:
     return res
 
 
+# our opt-in CPU profiles: key prefix -> (what it is, how its (T2S, SoVITS) pair is made from the defaults)
+PROFILES: dict[str, tuple[str, Callable[[Any, Any], tuple[Any, Any]]]] = {
+    "bf16_": ("bfloat16 T2S weights, float32 vocoder", lambda t2s, vits: (copy.deepcopy(t2s).bf16_weights(), vits)),
+    "fast_": ("int8 T2S, bfloat16 vocoder", lambda t2s, vits: ours.fast_profile(t2s, vits)),
+}
+
+
 def measure_ours(models: dict, device: torch.device, n: int, variant: str = "") -> dict:
-    """tts_bench's five core keys, measured in this process next to the reference; `variant`
-    "fast_": the opt-in CPU fast profile (int8 T2S, bfloat16 vocoder)."""
+    """tts_bench's five core keys, measured in this process next to the reference; `variant`: ""
+    (the defaults) or a key of PROFILES."""
     t2s, vits = models[variant + "t2s"], models[variant + "vits"]
     with torch.inference_mode():
         return {"t2s_prefill_ms": round(ours.t2s_prefill_ms(t2s, device), 1),
@@ -392,7 +400,7 @@ def median_of(runs: list[dict]) -> dict:
 
 def measure_rounds(models: dict, device: torch.device, n: int, rounds: int,
                    variants: list[str]) -> tuple[dict, dict[str, dict]]:
-    """Reference and our `variants` ("" = default, "fast_"), alternating round by round so load
+    """Reference and our `variants` ("" = default, or keys of PROFILES), alternating round by round so load
     spikes hit every side."""
     refs: list[dict] = []
     mine: dict[str, list[dict]] = {v: [] for v in variants}
@@ -422,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--measure-ours", action="store_true", help="measure our core keys in this process too")
     ap.add_argument("--fast", action="store_true",
                     help="with --measure-ours: also our CPU fast profile (int8 T2S, bfloat16 vocoder)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="with --measure-ours: also ours with bfloat16 T2S weights (t2s_quant: bf16)")
     ap.add_argument("--rounds", type=int, default=1, help="alternate reference/ours rounds; per-key median")
     ap.add_argument("--reference-commit", help="the checkout's commit when its folder is not a git tree")
     a = ap.parse_args(argv)
@@ -434,9 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         models = build_pair(ref_mod, device)
     res: dict[str, Any] = {"device": ours._device_name(device), "threads": a.threads, "torch": torch.__version__,
                            "tokens": n, "reference_commit": a.reference_commit or reference_commit(folder)}
-    variants = ([""] + (["fast_"] if a.fast else [])) if a.measure_ours else []
-    if "fast_" in variants:
-        models["fast_t2s"], models["fast_vits"] = ours.fast_profile(models["t2s"], models["vits"])
+    variants = ([""] + (["bf16_"] if a.bf16 else []) + (["fast_"] if a.fast else [])) if a.measure_ours else []
+    for v in variants[1:]:
+        models[v + "t2s"], models[v + "vits"] = PROFILES[v][1](models["t2s"], models["vits"])
     _timed("warm-up", lambda: warm_up(models, device, n))
     ref_res, by_variant = measure_rounds(models, device, n, max(1, a.rounds), variants)
     measured = by_variant.get("", {})
@@ -454,14 +464,14 @@ def main(argv: list[str] | None = None) -> int:
         res["ratios"] = {k: round(ratio(k, res[k], mine[k])[0], 2) for k in LOWER_IS_BETTER
                          if res.get(k) and mine.get(k)}
     sys.stdout.write(format_table(res, mine))
-    if "fast_" in by_variant:
-        fast = by_variant["fast_"]
-        res["ours_fast"] = fast
-        res["ratios_fast"] = {k: round(ratio(k, res[k], fast[k])[0], 2) for k in LOWER_IS_BETTER
-                              if res.get(k) and fast.get(k)}
-        sys.stdout.write("\nfast profile (int8 T2S, bfloat16 vocoder):\n" + format_table(res, fast))
+    for v in variants[1:]:
+        got = by_variant[v]
+        res["ours_" + v[:-1]] = got
+        res["ratios_" + v[:-1]] = {k: round(ratio(k, res[k], got[k])[0], 2) for k in LOWER_IS_BETTER
+                                   if res.get(k) and got.get(k)}
+        sys.stdout.write(f"\n{v[:-1]} profile ({PROFILES[v][0]}):\n" + format_table(res, got))
     for k, v in res.items():
-        if k not in LOWER_IS_BETTER and k not in ("ours", "ratios", "paths", "ours_fast", "ratios_fast"):
+        if k not in LOWER_IS_BETTER and k not in ("ours", "ratios", "paths") and not k.startswith(("ours_", "ratios_")):
             sys.stdout.write(f"{k}: {v}\n")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")

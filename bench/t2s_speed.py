@@ -1,6 +1,6 @@
 """T2S decode speed at the real GPT-SoVITS v2 size, speed options side by side.
 
-    python bench/t2s_speed.py [--threads 1] [--repeats 3] [--variants fp32,int8,bf16]
+    python bench/t2s_speed.py [--threads 1] [--repeats 3] [--variants fp32,int8,bf16,bf16_all]
                               [--parity-gpt G.ckpt --parity-goldens gpt_goldens.npz] [--sovits] [--json OUT]
 
 Random weights (seeded), 24 layers / 512 hidden / 16 heads / FFN 2048 / vocab 1025. The EOS row
@@ -64,7 +64,10 @@ def make_variant(base: T2SModel, name: str) -> tuple[T2SModel, torch.dtype]:
         return base.quantize_int8(per_channel=True), torch.float32
     if name == "int8_tensor":
         return base.quantize_int8(per_channel=False), torch.float32
-    if name == "bf16":
+    if name == "bf16":  # bfloat16 decoder weights, float32 activations (`tts.t2s_quant: bf16`)
+        import copy
+        return copy.deepcopy(base).bf16_weights(), torch.float32
+    if name == "bf16_all":  # the whole model and its KV cache in bfloat16
         import copy
         return copy.deepcopy(base).to(torch.bfloat16), torch.bfloat16
     raise SystemExit(f"unknown variant {name!r}")
@@ -197,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--variants", default="fp32,fp32_blas,int8,bf16")
+    ap.add_argument("--variants", default="fp32,fp32_blas,int8,bf16,bf16_all")
     ap.add_argument("--parity-gpt", type=Path)
     ap.add_argument("--parity-goldens", type=Path)
     ap.add_argument("--sovits", action="store_true", help="also time SoVITS decode at the v2 size")

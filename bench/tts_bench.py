@@ -269,13 +269,14 @@ def agreement(a: list[int], b: list[int]) -> float:
     return sum(x == y for x, y in zip(a, b)) / n if n else 1.0
 
 
-def cpu_variants(model: T2SModel, model_int8: T2SModel, vits_bf16: SynthesizerTrn, device: torch.device,
-                 n_tokens: int) -> dict:
-    """bf16 and int8-dynamic T2S on CPU: speed and greedy-token agreement with float32; the first
-    chunk of the fast profile (int8 T2S, bfloat16 vocoder)."""
+def cpu_variants(model: T2SModel, model_int8: T2SModel, vits: SynthesizerTrn, vits_bf16: SynthesizerTrn,
+                 device: torch.device, n_tokens: int) -> dict:
+    """bf16-weight and int8-dynamic T2S on CPU: speed and greedy-token agreement with float32; the
+    first chunk with bf16 T2S weights (float32 vocoder) and of the fast profile (int8 T2S, bfloat16
+    vocoder)."""
     out = {}
     ref = [t2s_decode(model, device, n_tokens, top_k=1, seed=s)[1] for s in range(3)]
-    variants = {"bf16": lambda: copy.deepcopy(model).to(torch.bfloat16),
+    variants = {"bf16": lambda: copy.deepcopy(model).bf16_weights(),  # `t2s_quant: bf16`
                 "int8": lambda: model_int8}
     for name, make in variants.items():
         m = make()
@@ -284,6 +285,8 @@ def cpu_variants(model: T2SModel, model_int8: T2SModel, vits_bf16: SynthesizerTr
         out[f"t2s_{name}_ms_per_token"] = round(ms, 2)
         out[f"t2s_{name}_batch8_tokens_per_s"] = round(t2s_batch8_tokens_per_s(m, device, n_tokens), 1)
         out[f"t2s_{name}_greedy_agreement"] = round(statistics.mean(agreement(a, b) for a, b in zip(ref, toks)), 3)
+        if name == "bf16":
+            out["t2s_bf16_first_chunk_ms"] = round(first_chunk_ms(m, vits, device), 1)
         if name == "int8":  # the CPU fast profile: int8 T2S + bfloat16 vocoder (docs/performance.md)
             out["fast_first_chunk_ms"] = round(first_chunk_ms(m, vits_bf16, device), 1)
         del m
@@ -330,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         vits_bf16 = bf16_vocoder(vits)
         res.update(vocoder_bf16(vits, vits_bf16, device))
         if device.type == "cpu":
-            res.update(cpu_variants(t2s, t2s.quantize_int8(), vits_bf16, device, n))
+            res.update(cpu_variants(t2s, t2s.quantize_int8(), vits, vits_bf16, device, n))
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     res["bench_seconds"] = round(time.perf_counter() - t0, 1)
     _print_table(res)

@@ -22,13 +22,17 @@ log = logging.getLogger(__name__)
 
 # ---- loading ---------------------------------------------------------------------------------
 def load_t2s(path: Path, device: torch.device, dtype: torch.dtype, quant: str = "none") -> nn.Module:
-    """A T2S model from a GPT `.ckpt`, on `device` in `dtype`; `quant` ("int8" | "bf16") applies on CPU only."""
+    """A T2S model from a GPT `.ckpt`, on `device` in `dtype`; `quant` applies on CPU only: "int8"
+    (dynamic int8 decoder Linears) or "bf16" (bfloat16 decoder weights, float32 activations)."""
     from tts.checkpoint import load_gpt
     from tts.models.t2s import T2SModel
 
     model = T2SModel.from_checkpoint(load_gpt(path))
     if device.type == "cpu" and quant == "bf16":
-        return model.to(device, torch.bfloat16)
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            log.warning("t2s_quant bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
+                        "the T2S decode will likely be slower than float32")
+        return model.float().bf16_weights()
     model = model.to(device, dtype)
     if device.type == "cpu" and quant == "int8":
         model = model.quantize_int8()

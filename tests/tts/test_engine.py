@@ -66,6 +66,11 @@ def test_cpu_quantised_t2s_synthesizes(engine_config, tmp_path, quant):
         audio = _audio(e.synthesize("你好，世界。", "demo", SynthesisOptions(seed=3)))
         assert len(audio) > 0 and np.isfinite(audio).all()
         assert e.health()["t2s_quant"] == quant
+        layer = e._gpts.get(e.speaker("demo").gpt_path).h.layers[0]
+        if quant == "bf16":  # bfloat16 decoder weights; LayerNorms and the KV cache stay float32
+            assert layer.linear1.weight.dtype == torch.bfloat16 and layer.norm1.weight.dtype == torch.float32
+        else:
+            assert "Quantized" in repr(layer.linear1)
     finally:
         e.close()
 

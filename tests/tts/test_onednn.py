@@ -44,3 +44,23 @@ def test_packed_copy_follows_weight_updates_and_other_dtypes_fall_back():
         torch.testing.assert_close(after, plain(x), atol=1e-5, rtol=1e-5)
         out16 = net.to(torch.bfloat16)(x.bfloat16())  # not float32: plain F.linear
     assert out16.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_bf16_weight_takes_float32_input_and_returns_float32(packed):
+    from tts.models.onednn import linear
+
+    torch.manual_seed(0)
+    lin, x, res = nn.Linear(64, 48), torch.randn(2, 3, 64), torch.randn(2, 3, 48)
+    with torch.no_grad():
+        ref = torch.relu(lin(x))
+        ref_add = res + lin(x)
+        lin.to(torch.bfloat16)
+        got = linear(x, lin, packed and onednn_available(), relu=True)
+        got_add = linear(x, lin, packed and onednn_available(), add=res)
+        plain = torch.relu(nn.functional.linear(x.bfloat16(), lin.weight, lin.bias)).float()
+    assert got.dtype == got_add.dtype == torch.float32
+    err = (got - ref).abs().max() / ref.abs().max()
+    assert 0 < err < 2e-2  # bfloat16 rounding, not float32 bits
+    torch.testing.assert_close(got, plain, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(got_add, ref_add, atol=5e-2, rtol=2e-2)

@@ -177,6 +177,28 @@ def test_int8_copy_is_quantised_close_and_leaves_the_original(model):
     assert 0 < err < 0.05  # quantised (not bit-equal) but close at the first step (same prefix)
 
 
+def test_bf16_weights_keep_float32_activations_and_stay_close(model):
+    from tts.models.sampling import DecodeBatch
+
+    m = T2SModel(model.cfg)
+    m.load_state_dict(model.state_dict())
+    m.eval().bf16_weights()
+    layer = m.h.layers[0]
+    assert layer.self_attn.in_proj_weight.dtype == layer.linear2.bias.dtype == torch.bfloat16
+    assert layer.norm1.weight.dtype == m.ar_predict_layer.weight.dtype == m.bert_proj.weight.dtype == torch.float32
+    batch = DecodeBatch(m, 1, 64)
+    assert batch is m.cache_owner and layer.self_attn.k_cache.dtype == torch.float32
+    item = make_item(6, 4, 8, seed=3)
+    params = SamplingParams(top_k=1, early_stop_num=12)
+    ref = decode(model, item, params, record_logits=True)
+    got = decode(m, item, params, record_logits=True)
+    assert got.logits.dtype == torch.float32
+    err = (got.logits[0] - ref.logits[0]).abs().max() / ref.logits[0].abs().max()
+    assert 0 < err < 0.02  # bfloat16 rounding of the weights, not float32 bits
+    with pytest.raises(ValueError, match="already quantised"):
+        model.quantize_int8().bf16_weights()
+
+
 def _load_checker():
     spec = importlib.util.spec_from_file_location("parity_check", PARITY / "check.py")
     mod = importlib.util.module_from_spec(spec)
@@ -201,3 +223,23 @@ def test_parity_gpt_and_symbols():
     rows = [r for r in report.rows if r[0].startswith(("gpt_", "symbols_"))]
     assert len(rows) == 13
     assert [r for r in rows if not r[1]] == []
+
+
+@pytest.mark.skipif(not (PARITY / "check.py").exists(), reason="parity set not present")
+def test_bf16_weights_keep_the_parity_sets_greedy_tokens():
+    """The rule for a CPU speed mode: the parity set's greedy tokens do not change."""
+    from tts.parity import _gpt_params
+
+    gpt = np.load(PARITY / "goldens" / "gpt_goldens.npz")
+    (ckpt,) = (PARITY / "ckpt").glob("*.ckpt")
+    model = T2SModel.from_checkpoint(load_gpt(ckpt)).bf16_weights()
+    cases = sorted(k[4:-11] for k in gpt.files if k.endswith("_all_phones") and not k.startswith("gpt_batch"))
+    assert len(cases) == 4
+    for c in cases:
+        p = f"gpt_{c}_"
+        item = DecodeItem(torch.from_numpy(gpt[p + "all_phones"].astype(np.int64)),
+                          torch.from_numpy(gpt[p + "bert"].astype(np.float32)),
+                          torch.from_numpy(gpt[p + "prompt_semantic"].astype(np.int64)))
+        got = decode(model, item, _gpt_params({k: gpt[k] for k in gpt.files}, p, greedy=True)).tokens.tolist()
+        want = gpt[p + "y_full"][item.prompt.numel():].tolist()  # may hold one token past the early stop
+        assert len(got) >= min(len(want), int(gpt[p + "early_stop_num"])) and got == want[:len(got)], c

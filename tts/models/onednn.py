@@ -29,25 +29,49 @@ def packed_linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Modu
                   add: Tensor | None = None) -> Tensor:
     """`F.linear` through a oneDNN-blocked copy of `weight` (float32 on CPU; other cases fall back),
     optionally followed by ReLU (`relu`) or by `+ add` (a residual), fused into the same call.
+    A bfloat16 `weight` with a float32 `x` computes in bfloat16 and returns float32 (see
+    `_bf16_weight_linear`).
 
     On the decode shapes it is about 2x faster than the default BLAS path (batch 8: 2.5x) with the
     same results up to rounding (~1e-6); the fused ReLU / residual add give bit-identical results
     to the separate ops. The copy is made on first use and remade when the weight changes (new
     storage or an in-place update).
     """
+    if weight.dtype == torch.bfloat16 and x.dtype == torch.float32:
+        return _bf16_weight_linear(x, weight, bias, owner, relu, add)
     if (weight.dtype != torch.float32 or x.dtype != torch.float32 or weight.device.type != "cpu"
             or (weight.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling()):
         return _epilogue(F.linear(x, weight, bias), relu, add)  # (torch.compile packs weights itself)
+    w = _packed(weight, owner)
+    if (add is not None and not relu and add.shape == x.shape[:-1] + weight.shape[:1] and add.dtype == x.dtype
+            and add.is_contiguous()):
+        return torch.ops.mkldnn._linear_pointwise.binary(x, add, w, bias, "add")
+    y = torch.ops.mkldnn._linear_pointwise(x, w, bias, "relu" if relu else "none", [], "")
+    return y if add is None else add + y
+
+
+def _packed(weight: Tensor, owner: nn.Module) -> Tensor:
+    """`weight` reordered into oneDNN's blocked layout, made once per weight version and owner."""
     # inference tensors (weights loaded under inference_mode) keep no version counter
     key = (weight.data_ptr(), -1 if weight.is_inference() else weight._version)
     hit = _PACKED.get(owner)
     if hit is None or hit[0] != key:
         hit = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
         _PACKED[owner] = hit
-    if (add is not None and not relu and add.shape == x.shape[:-1] + weight.shape[:1] and add.dtype == x.dtype
-            and add.is_contiguous()):
-        return torch.ops.mkldnn._linear_pointwise.binary(x, add, hit[1], bias, "add")
-    y = torch.ops.mkldnn._linear_pointwise(x, hit[1], bias, "relu" if relu else "none", [], "")
+    return hit[1]
+
+
+def _bf16_weight_linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Module, relu: bool,
+                        add: Tensor | None) -> Tensor:
+    """A float32 `x` through a bfloat16 weight: the product runs in bfloat16 (float32 accumulation
+    inside oneDNN), the result comes back as float32, and `add` is added in float32. Half the weight
+    bytes of float32, so about 1.8x faster on memory-bound decode steps; not bit-equal to float32."""
+    b = None if bias is None else bias.to(torch.bfloat16)
+    if (weight.device.type != "cpu" or (weight.requires_grad and torch.is_grad_enabled())
+            or torch.compiler.is_compiling() or not onednn_available()):
+        return _epilogue(F.linear(x.to(torch.bfloat16), weight, b).float(), relu, add)
+    y = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), _packed(weight, owner), b,
+                                           "relu" if relu else "none", [], "").float()
     return y if add is None else add + y
 
 
@@ -59,9 +83,9 @@ def _epilogue(y: Tensor, relu: bool, add: Tensor | None) -> Tensor:
 
 def linear(x: Tensor, mod: nn.Module, packed: bool, relu: bool = False, add: Tensor | None = None) -> Tensor:
     """`mod(x)` (then ReLU when `relu`, then `add + ...` when `add` is given), through
-    `packed_linear` when `packed` and `mod` is a plain nn.Linear (a quantised or otherwise
-    replaced module runs as itself)."""
-    if packed and type(mod) is nn.Linear:
+    `packed_linear` when `packed` (or when a float32 `x` meets a bfloat16 weight) and `mod` is a
+    plain nn.Linear (a quantised or otherwise replaced module runs as itself)."""
+    if type(mod) is nn.Linear and (packed or (mod.weight.dtype == torch.bfloat16 and x.dtype == torch.float32)):
         return packed_linear(x, mod.weight, mod.bias, mod, relu, add)
     return _epilogue(mod(x), relu, add)
 

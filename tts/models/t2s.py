@@ -130,7 +130,7 @@ class SelfAttention(nn.Module):
         B, T, C = x.shape
         if self.in_proj is not None:
             qkv = self.in_proj(x)
-        elif self.packed:
+        elif self.packed or self.in_proj_weight.dtype != x.dtype:
             qkv = packed_linear(x, self.in_proj_weight, self.in_proj_bias, self)
         else:
             qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
@@ -239,6 +239,26 @@ class T2SModel(nn.Module):
         new.h = quantize_dynamic(new.h, {nn.Linear: qconfig}, dtype=torch.qint8)
         new.max_batch = new.max_len = 0
         return new.eval()
+
+    def bf16_weights(self) -> T2SModel:
+        """Store the decoder Linears' weights and biases (fused in_proj, out_proj, FFN) in bfloat16,
+        in place; returns self.
+
+        Activations, LayerNorms, attention, the KV cache, embeddings and the output layer stay
+        float32: each decoder Linear takes its float32 input in bfloat16 and hands back float32
+        (`tts.models.onednn`). Half the weight bytes that every decode step streams, so faster on
+        CPUs with native bfloat16 (AVX512-BF16, AMX); logits move by bfloat16 rounding, so greedy
+        tokens can differ from float32 where two logits are close.
+        """
+        for layer in self.h.layers:
+            att = layer.self_attn
+            if att.in_proj is not None:
+                raise ValueError("this model's decoder Linears are already quantised")
+            for name in ("in_proj_weight", "in_proj_bias"):
+                setattr(att, name, nn.Parameter(getattr(att, name).detach().to(torch.bfloat16), requires_grad=False))
+            for mod in (att.out_proj, layer.linear1, layer.linear2):
+                mod.to(torch.bfloat16).requires_grad_(False)
+        return self
 
     def setup_caches(self, max_batch: int, max_len: int, dtype: torch.dtype | None = None) -> None:
         """Allocate the static KV cache: `max_batch` rows of `max_len` positions (text + audio)."""
