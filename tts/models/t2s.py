@@ -109,15 +109,20 @@ class SelfAttention(nn.Module):
         self.packed = False  # oneDNN-packed Linears (see `T2SModel.use_onednn`)
         nn.init.xavier_uniform_(self.in_proj_weight)
         self.in_proj: nn.Module | None = None  # set by `T2SModel.quantize_int8` (a quantised Linear)
-        self.k_cache: Tensor | None
-        self.v_cache: Tensor | None
-        self.register_buffer("k_cache", None, persistent=False)
-        self.register_buffer("v_cache", None, persistent=False)
+        self.kv_cache: Tensor | None  # (2, max_batch, heads, max_len, head_dim): keys, then values
+        self.register_buffer("kv_cache", None, persistent=False)
+
+    @property
+    def k_cache(self) -> Tensor | None:
+        return None if self.kv_cache is None else self.kv_cache[0]
+
+    @property
+    def v_cache(self) -> Tensor | None:
+        return None if self.kv_cache is None else self.kv_cache[1]
 
     def setup_cache(self, max_batch: int, max_len: int, dtype: torch.dtype, device: torch.device) -> None:
-        shape = (max_batch, self.n_head, max_len, self.head_dim)
-        self.k_cache = torch.zeros(shape, dtype=dtype, device=device)
-        self.v_cache = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (2, max_batch, self.n_head, max_len, self.head_dim)
+        self.kv_cache = torch.zeros(shape, dtype=dtype, device=device)
 
     def forward(self, x: Tensor, rows: Tensor, input_pos: Tensor, mask: Tensor | None, n_keys: int, start: int,
                 residual: Tensor | None = None) -> Tensor:
@@ -126,7 +131,7 @@ class SelfAttention(nn.Module):
         x: (B, T, C); rows: (B, 1) = arange(B); input_pos: (B, T); mask: (B, 1, T, n_keys) bool,
         True = may attend, or None when every query may attend to all `n_keys` keys.
         """
-        assert self.k_cache is not None and self.v_cache is not None, "Caches must be initialized first"
+        assert self.kv_cache is not None, "Caches must be initialized first"
         B, T, C = x.shape
         if self.in_proj is not None:
             qkv = self.in_proj(x)
@@ -134,14 +139,13 @@ class SelfAttention(nn.Module):
             qkv = packed_linear(x, self.in_proj_weight, self.in_proj_bias, self)
         else:
             qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
-        q, k, v = qkv.split(C, dim=-1)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-        k_cache = self.k_cache[start:start + B]
-        v_cache = self.v_cache[start:start + B]
-        # advanced indices (rows, pos) around a slice: the indexed view is (B, T, nh, hs)
-        k_cache[rows, :, input_pos] = k.view(B, T, self.n_head, self.head_dim)
-        v_cache[rows, :, input_pos] = v.view(B, T, self.n_head, self.head_dim)
-        y = F.scaled_dot_product_attention(q, k_cache[:, :, :n_keys], v_cache[:, :, :n_keys], attn_mask=mask)
+        qkv = qkv.view(B, T, 3, self.n_head, self.head_dim)
+        q = qkv[:, :, 0].transpose(1, 2)  # (B, nh, T, hs)
+        kv = self.kv_cache[:, start:start + B]
+        # advanced indices (rows, pos) around a slice: the indexed view is (B, T, 2, nh, hs), so the
+        # keys and values of every row and position are written in one call
+        kv[:, rows, :, input_pos] = qkv[:, :, 1:]
+        y = F.scaled_dot_product_attention(q, kv[0, :, :, :n_keys], kv[1, :, :, :n_keys], attn_mask=mask)
         return linear(y.transpose(1, 2).reshape(B, T, C), self.out_proj, self.packed, add=residual)
 
 
@@ -232,7 +236,7 @@ class T2SModel(nn.Module):
                 self.cache_owner = owner
         for layer in new.h.layers:
             att = layer.self_attn
-            att.k_cache = att.v_cache = None  # the copy sets up its own cache
+            att.kv_cache = None  # the copy sets up its own cache
             att.in_proj = _plain_linear(att.in_proj_weight, att.in_proj_bias)
             del att.in_proj_weight, att.in_proj_bias
         qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
