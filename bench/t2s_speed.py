@@ -58,18 +58,15 @@ def make_variant(base: T2SModel, name: str) -> tuple[T2SModel, torch.dtype]:
     if name in ("fp32", "fp32_compiled"):
         return base, torch.float32
     if name == "fp32_blas":  # the default BLAS Linear path instead of oneDNN-prepacked weights
-        import copy
-        return copy.deepcopy(base).use_onednn(False), torch.float32
+        return base.copy().use_onednn(False), torch.float32
     if name == "int8":
         return base.quantize_int8(per_channel=True), torch.float32
     if name == "int8_tensor":
         return base.quantize_int8(per_channel=False), torch.float32
     if name == "bf16":  # bfloat16 decoder weights, float32 activations (`tts.t2s_quant: bf16`)
-        import copy
-        return copy.deepcopy(base).bf16_weights(), torch.float32
+        return base.copy().bf16_weights(), torch.float32
     if name == "bf16_all":  # the whole model and its KV cache in bfloat16
-        import copy
-        return copy.deepcopy(base).to(torch.bfloat16), torch.bfloat16
+        return base.copy().to(torch.bfloat16), torch.bfloat16
     raise SystemExit(f"unknown variant {name!r}")
 
 

@@ -177,6 +177,19 @@ def test_int8_copy_is_quantised_close_and_leaves_the_original(model):
     assert 0 < err < 0.05  # quantised (not bit-equal) but close at the first step (same prefix)
 
 
+def test_copy_leaves_the_kv_cache_and_its_owner_behind(model):
+    from tts.models.sampling import DecodeBatch
+
+    owner = DecodeBatch(model, 2, 64)
+    cache = model.h.layers[0].self_attn.kv_cache
+    new = model.copy()
+    assert model.cache_owner is owner and model.h.layers[0].self_attn.kv_cache is cache
+    assert "cache_owner" not in new.__dict__ and new.max_batch == new.max_len == 0
+    assert all(layer.self_attn.kv_cache is None for layer in new.h.layers)
+    assert all(torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+               for a, b in zip(model.state_dict().values(), new.state_dict().values()))
+
+
 def test_bf16_weights_keep_float32_activations_and_stay_close(model):
     from tts.models.sampling import DecodeBatch
 

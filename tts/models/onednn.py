@@ -84,9 +84,9 @@ def _epilogue(y: Tensor, relu: bool, add: Tensor | None) -> Tensor:
 
 def linear(x: Tensor, mod: nn.Module, packed: bool, relu: bool = False, add: Tensor | None = None) -> Tensor:
     """`mod(x)` (then ReLU when `relu`, then `add + ...` when `add` is given), through
-    `packed_linear` when `packed` (or when a float32 `x` meets a bfloat16 weight) and `mod` is a
-    plain nn.Linear (a quantised or otherwise replaced module runs as itself)."""
-    if type(mod) is nn.Linear and (packed or (mod.weight.dtype == torch.bfloat16 and x.dtype == torch.float32)):
+    `packed_linear` when `packed` (or when `x` and the weight differ in dtype: a bfloat16 weight
+    with a float32 `x`, see `T2SModel.bf16_weights`) and `mod` is a plain nn.Linear (a quantised or otherwise replaced module runs as itself)."""
+    if type(mod) is nn.Linear and (packed or mod.weight.dtype != x.dtype):
         return packed_linear(x, mod.weight, mod.bias, mod, relu, add)
     return _epilogue(mod(x), relu, add)
 

@@ -228,21 +228,31 @@ class T2SModel(nn.Module):
 
         if self.ar_predict_layer.weight.device.type != "cpu":
             raise ValueError("int8 dynamic quantisation runs on CPU only")
-        owner = self.__dict__.pop("cache_owner", None)  # a DecodeBatch: not part of the copy
-        try:
-            new = copy.deepcopy(self).float()
-        finally:
-            if owner is not None:
-                self.cache_owner = owner
+        new = self.copy().float()
         for layer in new.h.layers:
             att = layer.self_attn
-            att.kv_cache = None  # the copy sets up its own cache
             att.in_proj = _plain_linear(att.in_proj_weight, att.in_proj_bias)
             del att.in_proj_weight, att.in_proj_bias
         qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
         new.h = quantize_dynamic(new.h, {nn.Linear: qconfig}, dtype=torch.qint8)
-        new.max_batch = new.max_len = 0
         return new.eval()
+
+    def copy(self) -> T2SModel:
+        """A deep copy of the network without this model's KV cache or the decode batch that owns it
+        (the copy sets up its own cache). Not to be called while this model is decoding."""
+        owner = self.__dict__.pop("cache_owner", None)  # a DecodeBatch
+        caches = [layer.self_attn.kv_cache for layer in self.h.layers]
+        try:
+            for layer in self.h.layers:
+                layer.self_attn.kv_cache = None
+            new = copy.deepcopy(self)
+        finally:
+            for layer, cache in zip(self.h.layers, caches):
+                layer.self_attn.kv_cache = cache
+            if owner is not None:
+                self.cache_owner = owner
+        new.max_batch = new.max_len = 0
+        return new
 
     def bf16_weights(self) -> T2SModel:
         """Store the decoder Linears' weights and biases (fused in_proj, out_proj, FFN) in bfloat16,
