@@ -60,7 +60,7 @@ class TTSSettings(_Section):
     compile: bool = False
     warmup: bool = True
     threads: int | None = Field(None, ge=1)  # torch intra-op threads; None = torch's default
-    t2s_quant: Literal["none", "int8", "bf16"] = "none"  # CPU only; see docs/performance.md
+    t2s_quant: Literal["auto", "none", "int8", "bf16"] = "auto"  # CPU only; see docs/performance.md
     vocoder_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # HiFi-GAN only; see docs/performance.md
     g2pw_dir: Path | None = None  # G2PW polyphone model folder (zh); None = pypinyin readings
 

@@ -1,7 +1,7 @@
 """The reference GPT-SoVITS measured side by side with this engine, same sizes, same weights.
 
     nice python bench/reference_bench.py --reference <checkout>/GPT_SoVITS --json bench-ref.json \
-        [--threads 2] [--quick] [--rounds 3] [--ours bench-tts.json | --measure-ours [--bf16] [--fast]]
+        [--threads 2] [--quick] [--rounds 3] [--ours bench-tts.json | --measure-ours [--fp32] [--bf16] [--fast]]
 
 Builds the reference's own Text2SemanticDecoder (AR/models/t2s_model.py) and SynthesizerTrn
 (module/models.py, v2 s2.json hyper-parameters) from the checkout given on the command line and
@@ -19,9 +19,10 @@ Measured through the reference's own inference code, the way its api_v2 / TTS.ru
   first_chunk_ms                      streaming_mode=3 (fixed-length chunks): T2S start to the first
                                       `decode_streaming` chunk, min_chunk_length=10 (our first chunk's
                                       token count); first_chunk_ms_api_default: min_chunk_length=16
-Inputs, medians and warm-ups follow bench/tts_bench.py. Also reported: greedy-token agreement
-(top_k=1) between the reference and ours on the same weights, and the largest SoVITS sample
-difference at noise_scale=0.
+Inputs, medians and warm-ups follow bench/tts_bench.py; "ours" is the T2S as the engine's default
+config runs it (`t2s_quant`, reported). Also reported: greedy-token agreement (top_k=1) between the
+reference and ours on the same weights (and of our float32 T2S where the default is not float32),
+and the largest SoVITS sample difference at noise_scale=0.
 
 Needs, besides this project's dependencies: tqdm, einops, torchmetrics, lightning-utilities
 (`pip install --no-deps einops torchmetrics lightning-utilities`). The reference's f5_tts package
@@ -190,7 +191,7 @@ def build_pair(ref: types.SimpleNamespace, device: torch.device) -> dict[str, to
     r_vits = ref.SynthesizerTrn(kw.pop("spec_channels"), kw.pop("segment_size"), **kw)
     missing = r_vits.load_state_dict(to_reference_state(vits.state_dict(), r_vits.state_dict()), strict=False)
     assert all(k.startswith(REF_ONLY) or k.endswith(REF_ONLY) for k in missing.missing_keys), missing
-    return {"t2s": t2s, "vits": vits, "ref_t2s": r_t2s.to(device).eval(), "ref_vits": r_vits.to(device).eval()}
+    return {"fp32_t2s": t2s, "vits": vits, "ref_t2s": r_t2s.to(device).eval(), "ref_vits": r_vits.to(device).eval()}
 
 
 @contextlib.contextmanager
@@ -319,11 +320,11 @@ def ref_first_chunk_ms(t2s, vits, device: torch.device, chunk: int) -> float:
     return 1000 * statistics.median(times[1:])
 
 
-def greedy_agreement(models: dict, device: torch.device, n: int, seeds: int = 3) -> list[float]:
-    """top_k=1 token streams of the reference vs ours on the same prompts (tts_bench's inputs)."""
+def greedy_agreement(models: dict, device: torch.device, n: int, seeds: int = 3, t2s: str = "t2s") -> list[float]:
+    """top_k=1 token streams of the reference vs our `models[t2s]` on the same prompts (tts_bench's inputs)."""
     out = []
     for s in range(seeds):
-        mine = ours.t2s_decode(models["t2s"], device, n, top_k=1, seed=s)[1]
+        mine = ours.t2s_decode(models[t2s], device, n, top_k=1, seed=s)[1]
         item = ours._item(np.random.default_rng(2 + s), device)
         theirs = naive_run(models["ref_t2s"], item, device, n, top_k=1, seed=s, chunk=n)[2]
         out.append(round(ours.agreement(mine, theirs), 3))
@@ -359,7 +360,9 @@ def measure_reference(models: dict, device: torch.device, n: int) -> dict:
 
 
 # our opt-in CPU profiles: key prefix -> (what it is, how its (T2S, SoVITS) pair is made from the defaults)
+# our variants besides the engine's default ("", `t2s_quant: auto`), each made from the float32 T2S
 PROFILES: dict[str, tuple[str, Callable[[Any, Any], tuple[Any, Any]]]] = {
+    "fp32_": ("float32 T2S (t2s_quant: none), float32 vocoder", lambda t2s, vits: (t2s, vits)),
     "bf16_": ("bfloat16 T2S weights, float32 vocoder", lambda t2s, vits: (t2s.copy().bf16_weights(), vits)),
     "fast_": ("int8 T2S, bfloat16 vocoder", lambda t2s, vits: ours.fast_profile(t2s, vits)),
 }
@@ -367,7 +370,7 @@ PROFILES: dict[str, tuple[str, Callable[[Any, Any], tuple[Any, Any]]]] = {
 
 def measure_ours(models: dict, device: torch.device, n: int, variant: str = "") -> dict:
     """tts_bench's five core keys, measured in this process next to the reference; `variant`: ""
-    (the defaults) or a key of PROFILES."""
+    (the engine's default config) or a key of PROFILES."""
     t2s, vits = models[variant + "t2s"], models[variant + "vits"]
     with torch.inference_mode():
         return {"t2s_prefill_ms": round(ours.t2s_prefill_ms(t2s, device), 1),
@@ -431,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --measure-ours: also our CPU fast profile (int8 T2S, bfloat16 vocoder)")
     ap.add_argument("--bf16", action="store_true",
                     help="with --measure-ours: also ours with bfloat16 T2S weights (t2s_quant: bf16)")
+    ap.add_argument("--fp32", action="store_true",
+                    help="with --measure-ours: also ours with a float32 T2S (t2s_quant: none)")
     ap.add_argument("--rounds", type=int, default=1, help="alternate reference/ours rounds; per-key median")
     ap.add_argument("--reference-commit", help="the checkout's commit when its folder is not a git tree")
     a = ap.parse_args(argv)
@@ -443,15 +448,20 @@ def main(argv: list[str] | None = None) -> int:
         models = build_pair(ref_mod, device)
     res: dict[str, Any] = {"device": ours._device_name(device), "threads": a.threads, "torch": torch.__version__,
                            "tokens": n, "reference_commit": a.reference_commit or reference_commit(folder)}
-    variants = ([""] + (["bf16_"] if a.bf16 else []) + (["fast_"] if a.fast else [])) if a.measure_ours else []
+    models["t2s"], res["t2s_quant"] = ours.engine_default_t2s(models["fp32_t2s"], device)
+    extra = [v for v, on in (("fp32_", a.fp32), ("bf16_", a.bf16), ("fast_", a.fast)) if on]
+    variants = [""] + extra if a.measure_ours else []
     for v in variants[1:]:
-        models[v + "t2s"], models[v + "vits"] = PROFILES[v][1](models["t2s"], models["vits"])
+        models[v + "t2s"], models[v + "vits"] = PROFILES[v][1](models["fp32_t2s"], models["vits"])
     _timed("warm-up", lambda: warm_up(models, device, n))
     ref_res, by_variant = measure_rounds(models, device, n, max(1, a.rounds), variants)
     measured = by_variant.get("", {})
     res.update(ref_res, rounds=max(1, a.rounds), paths=PATHS)
     with torch.inference_mode(), quiet():
         agree = greedy_agreement(models, device, n)
+        if res["t2s_quant"] != "none":  # and the float32 T2S: equal to the reference's tokens
+            res["greedy_agreement_with_ours_fp32"] = round(statistics.mean(
+                greedy_agreement(models, device, n, t2s="fp32_t2s")), 3)
         res["sovits_max_abs_diff_vs_ours"] = float(f"{sovits_max_abs_diff(models, device):.3g}")
     res["greedy_agreement_with_ours"] = round(statistics.mean(agree), 3)
     res["greedy_agreement_per_prompt"] = agree

@@ -6,10 +6,13 @@ Models are built in memory from the model classes: T2S 24 layers / 512 / 16 head
 (s2.json sizes), HuBERT-base and a RoBERTa-large-shaped BERT. The T2S EOS logit row is zeroed
 so random weights never stop early (every decode runs its full token count).
 
+The core keys measure the T2S as the engine's default config runs it (`t2s_quant`: auto, resolved
+on this machine and reported as `t2s_quant`).
+
 Keys: t2s_prefill_ms, t2s_ms_per_token, t2s_batch8_tokens_per_s, sovits_rtf, first_chunk_ms,
-first_audio_ms_e2e, peak_rss_mb, device, threads; the bfloat16-vocoder SoVITS (RTF and rms error
-against float32), and on CPU the bf16 / int8 T2S variants with their greedy-token agreement
-against float32.
+first_audio_ms_e2e, peak_rss_mb, device, threads, t2s_quant; the bfloat16-vocoder SoVITS (RTF and
+rms error against float32), and on CPU each T2S mode (t2s_fp32_*, t2s_bf16_*, t2s_int8_*) with its
+greedy-token agreement against float32.
 """
 from __future__ import annotations
 
@@ -269,24 +272,35 @@ def agreement(a: list[int], b: list[int]) -> float:
     return sum(x == y for x, y in zip(a, b)) / n if n else 1.0
 
 
-def cpu_variants(model: T2SModel, model_int8: T2SModel, vits: SynthesizerTrn, vits_bf16: SynthesizerTrn,
-                 device: torch.device, n_tokens: int) -> dict:
-    """bf16-weight and int8-dynamic T2S on CPU: speed and greedy-token agreement with float32; the
-    first chunk with bf16 T2S weights (float32 vocoder) and of the fast profile (int8 T2S, bfloat16
-    vocoder)."""
+def engine_default_t2s(t2s: T2SModel, device: torch.device) -> tuple[T2SModel, str]:
+    """The T2S as an engine with the default config runs it (`t2s_quant: auto` resolved on this
+    machine: bfloat16 decoder weights on a CPU with native bf16, else float32), and that mode."""
+    from tts.engine import EngineConfig
+    from tts.pipeline import apply_t2s_quant
+
+    quant = EngineConfig(device=str(device)).t2s_quant
+    if quant == "none":
+        return t2s, quant
+    return apply_t2s_quant(t2s.copy(), device, torch.float32, quant), quant
+
+
+def cpu_variants(model: T2SModel, vits: SynthesizerTrn, vits_bf16: SynthesizerTrn, device: torch.device,
+                 n_tokens: int) -> dict:
+    """The T2S modes of `t2s_quant` on CPU from the float32 `model`: float32 (`none`), bf16 weights
+    (`bf16`) and int8 dynamic (`int8`): speed, greedy-token agreement with float32 and the first
+    chunk (float32 vocoder); and the first chunk of the fast profile (int8 T2S, bfloat16 vocoder)."""
     out = {}
     ref = [t2s_decode(model, device, n_tokens, top_k=1, seed=s)[1] for s in range(3)]
-    variants = {"bf16": lambda: model.copy().bf16_weights(),  # `t2s_quant: bf16`
-                "int8": lambda: model_int8}
+    variants = {"fp32": lambda: model, "bf16": lambda: model.copy().bf16_weights(), "int8": model.quantize_int8}
     for name, make in variants.items():
         m = make()
         ms, _ = t2s_decode(m, device, n_tokens)
-        toks = [t2s_decode(m, device, n_tokens, top_k=1, seed=s)[1] for s in range(3)]
         out[f"t2s_{name}_ms_per_token"] = round(ms, 2)
         out[f"t2s_{name}_batch8_tokens_per_s"] = round(t2s_batch8_tokens_per_s(m, device, n_tokens), 1)
-        out[f"t2s_{name}_greedy_agreement"] = round(statistics.mean(agreement(a, b) for a, b in zip(ref, toks)), 3)
-        if name == "bf16":
-            out["t2s_bf16_first_chunk_ms"] = round(first_chunk_ms(m, vits, device), 1)
+        if name != "fp32":
+            toks = [t2s_decode(m, device, n_tokens, top_k=1, seed=s)[1] for s in range(3)]
+            out[f"t2s_{name}_greedy_agreement"] = round(statistics.mean(agreement(a, b) for a, b in zip(ref, toks)), 3)
+        out[f"t2s_{name}_first_chunk_ms"] = round(first_chunk_ms(m, vits, device), 1)
         if name == "int8":  # the CPU fast profile: int8 T2S + bfloat16 vocoder (docs/performance.md)
             out["fast_first_chunk_ms"] = round(first_chunk_ms(m, vits_bf16, device), 1)
         del m
@@ -313,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                  "tokens": n}
     t0 = time.perf_counter()
     with torch.inference_mode():
-        t2s, vits = build_t2s(device), build_vits(device)
+        t2s_fp32, vits = build_t2s(device), build_vits(device)
+        t2s, res["t2s_quant"] = engine_default_t2s(t2s_fp32, device)
     with tempfile.TemporaryDirectory() as tmp:
         from tts.factory import write_tiny_bert
 
@@ -333,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         vits_bf16 = bf16_vocoder(vits)
         res.update(vocoder_bf16(vits, vits_bf16, device))
         if device.type == "cpu":
-            res.update(cpu_variants(t2s, t2s.quantize_int8(), vits, vits_bf16, device, n))
+            res.update(cpu_variants(t2s_fp32, vits, vits_bf16, device, n))
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     res["bench_seconds"] = round(time.perf_counter() - t0, 1)
     _print_table(res)

@@ -28,6 +28,7 @@ import torch
 
 from tts import pipeline as models_io
 from tts.errors import TextTooLongError, TTSError, UnsupportedLanguageError
+from tts.models.onednn import native_bf16
 from tts.scheduler import Request, Scheduler, SentenceJob, Stats
 from tts.streams import AsyncChunkStream, ChunkStream
 from tts.speakers import (PromptCache, ReferenceSet, Speaker, SpeakerPrompt, SpeakerRegistry,
@@ -65,10 +66,18 @@ class EngineConfig:
     threads: int | None = None  # torch intra-op threads; None = torch's default
     prep_threads: int = 2
     outbox_chunks: int = 64
-    t2s_quant: str = "none"  # CPU only: "none" | "int8" (dynamic quantisation of T2S linears) | "bf16"
+    # T2S decoder Linears, CPU only: "bf16" (bfloat16 weights, float32 activations: the parity set's
+    # greedy tokens kept), "int8" (dynamic quantisation: faster, changes tokens), "none" (float32),
+    # or "auto" (resolved here: bf16 on a float32 CPU engine whose CPU has native bfloat16, else none)
+    t2s_quant: str = "auto"
     vocoder_dtype: str = "float32"  # SoVITS's HiFi-GAN only: float32 | bfloat16 | float16 (not on CPU)
 
     def __post_init__(self) -> None:
+        if self.t2s_quant not in ("auto", "none", "int8", "bf16"):
+            raise ValueError(f"unknown t2s_quant {self.t2s_quant!r}; use auto, none, int8 or bf16")
+        if self.t2s_quant == "auto":
+            fp32_cpu = self.torch_device.type == "cpu" and _DTYPES.get(self.dtype) == torch.float32
+            object.__setattr__(self, "t2s_quant", "bf16" if fp32_cpu and native_bf16() else "none")
         if self.vocoder_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"unknown vocoder_dtype {self.vocoder_dtype!r}; use float32, bfloat16 or float16")
         if self.vocoder_dtype == "float16" and self.torch_device.type == "cpu":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,9 @@ def _gpt_params(inputs: dict[str, np.ndarray], prefix: str, greedy: bool = False
                           early_stop_num=early, max_new_tokens=max(early, 1500), tokens_per_phone=None)
 
 
-def gpt_outputs(gpt_path: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """T2S cases, the batched case and the symbol fingerprint."""
+def gpt_outputs(gpt_path: str, inputs: dict[str, np.ndarray], model: Any = None) -> dict[str, np.ndarray]:
+    """T2S cases, the batched case and the symbol fingerprint. `model`: a T2SModel to run instead of
+    the checkpoint's float32 one (the tests hold the CPU speed modes to the parity set's tokens)."""
     import hashlib
 
     import torch
@@ -39,7 +41,8 @@ def gpt_outputs(gpt_path: str, inputs: dict[str, np.ndarray]) -> dict[str, np.nd
     from tts.models.sampling import DecodeItem, decode, decode_batch
     from tts.models.t2s import T2SModel
 
-    model = T2SModel.from_checkpoint(load_gpt(gpt_path)).float()
+    if model is None:
+        model = T2SModel.from_checkpoint(load_gpt(gpt_path)).float()
 
     def item(phones: str, bert: str, prompt: str) -> DecodeItem:
         return DecodeItem(torch.from_numpy(np.asarray(inputs[phones], np.int64)),

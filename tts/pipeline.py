@@ -22,14 +22,20 @@ log = logging.getLogger(__name__)
 
 # ---- loading ---------------------------------------------------------------------------------
 def load_t2s(path: Path, device: torch.device, dtype: torch.dtype, quant: str = "none") -> nn.Module:
-    """A T2S model from a GPT `.ckpt`, on `device` in `dtype`; `quant` applies on CPU only: "int8"
-    (dynamic int8 decoder Linears) or "bf16" (bfloat16 decoder weights, float32 activations)."""
+    """A T2S model from a GPT `.ckpt`, on `device` in `dtype`, with `quant` applied (`apply_t2s_quant`)."""
     from tts.checkpoint import load_gpt
     from tts.models.t2s import T2SModel
 
-    model = T2SModel.from_checkpoint(load_gpt(path))
+    return apply_t2s_quant(T2SModel.from_checkpoint(load_gpt(path)), device, dtype, quant)
+
+
+def apply_t2s_quant(model: nn.Module, device: torch.device, dtype: torch.dtype, quant: str) -> nn.Module:
+    """`model` on `device` in `dtype`; `quant` applies on CPU only: "int8" (a new model with dynamic
+    int8 decoder Linears) or "bf16" (bfloat16 decoder weights, float32 activations, in place)."""
+    from tts.models.onednn import native_bf16
+
     if device.type == "cpu" and quant == "bf16":
-        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        if not native_bf16():
             log.warning("t2s_quant bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
                         "the T2S decode will likely be slower than float32")
         return model.float().bf16_weights()

@@ -128,6 +128,20 @@ def test_vocoder_dtype_is_checked():
         EngineConfig(device="cpu", vocoder_dtype="float16")
 
 
+def test_t2s_quant_auto_picks_bf16_only_on_a_float32_cpu_with_native_bf16(monkeypatch):
+    from tts import engine as engine_mod
+
+    for native in (True, False):
+        monkeypatch.setattr(engine_mod, "native_bf16", lambda: native)
+        assert EngineConfig().t2s_quant == ("bf16" if native else "none")
+        assert EngineConfig(dtype="bfloat16").t2s_quant == "none"  # the whole model is bf16 already
+        assert EngineConfig(device="cuda").t2s_quant == "none"
+        assert EngineConfig(t2s_quant="none").t2s_quant == "none"
+        assert EngineConfig(t2s_quant="int8").t2s_quant == "int8"
+    with pytest.raises(ValueError, match="t2s_quant"):
+        EngineConfig(t2s_quant="fp8")
+
+
 def test_chunked_joins_close_to_unchunked(engine):
     opts = SynthesisOptions(seed=5, noise_scale=0.0, split=False)
     whole = list(engine.synthesize("今天天气很好，我们出去走走吧。", "demo", replace(opts, stream=False)))

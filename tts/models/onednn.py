@@ -8,6 +8,7 @@ over to it in place; state-dict keys do not change.
 """
 from __future__ import annotations
 
+import platform
 import weakref
 
 import torch
@@ -19,6 +20,15 @@ def onednn_available() -> bool:
     ops = torch.ops.mkldnn
     return torch.backends.mkldnn.is_available() and all(
         hasattr(ops, n) for n in ("_linear_pointwise", "_reorder_linear_weight"))
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively: AVX512-BF16 or AMX on x86, oneDNN's own check
+    elsewhere (Arm with BF16). Without it oneDNN emulates bfloat16 and the bf16 paths run slower."""
+    cpu = torch.cpu
+    if platform.machine().lower() in ("x86_64", "amd64") and hasattr(cpu, "_is_avx512_bf16_supported"):
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 # module -> ((data_ptr, version) of the weight it was made from, weight in oneDNN's blocked layout)
