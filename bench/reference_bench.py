@@ -359,8 +359,8 @@ def measure_reference(models: dict, device: torch.device, n: int) -> dict:
     return res
 
 
-# our opt-in CPU profiles: key prefix -> (what it is, how its (T2S, SoVITS) pair is made from the defaults)
-# our variants besides the engine's default ("", `t2s_quant: auto`), each made from the float32 T2S
+# our variants besides the engine's default ("", `t2s_quant: auto`): key prefix -> (what it is, how
+# its (T2S, SoVITS) pair is made from the float32 T2S and the default SoVITS)
 PROFILES: dict[str, tuple[str, Callable[[Any, Any], tuple[Any, Any]]]] = {
     "fp32_": ("float32 T2S (t2s_quant: none), float32 vocoder", lambda t2s, vits: (t2s, vits)),
     "bf16_": ("bfloat16 T2S weights, float32 vocoder", lambda t2s, vits: (t2s.copy().bf16_weights(), vits)),

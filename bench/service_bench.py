@@ -70,7 +70,6 @@ async def run_level(url: str, n: int, turns: int) -> dict[str, Any]:
 
 
 def start_service(llm_url: str, cache: Path, max_turns_per_key: int) -> Any:
-    from tests.agent.fake_openai import FakeOpenAI  # noqa: F401 (the scripted server is started by the caller)
     from tests.service.conftest import start_server
 
     class _LLM:
