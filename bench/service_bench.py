@@ -1,8 +1,9 @@
 """Service benchmark: N concurrent WebSocket sessions against the running service, the LLM being an
 OpenAI-compatible server streaming scripted replies at a set token rate.
 
-    python bench/service_bench.py                         # starts the service (embedded default) in process
+    python bench/service_bench.py                         # starts the service (embedded default)
     python bench/service_bench.py --sessions 1,2,4,8 --token-rate 30 --json out.json
+    python bench/service_bench.py --size v2 --sessions 1,2,3      # real v2 model sizes, random weights
     python bench/service_bench.py --url ws://127.0.0.1:8000/ws   # a service already running
       (point its LLM at the scripted server: --llm-port 9100 and
        CHAT2AUDIO_LLM__BACKEND=openai CHAT2AUDIO_LLM__BASE_URL=http://127.0.0.1:9100/v1)
@@ -10,6 +11,12 @@ OpenAI-compatible server streaming scripted replies at a set token rate.
 Reports per level: time to first audio (input.text -> first audio event) p50/p95, real-time factor
 per stream (turn wall time / audio seconds; below 1 the stream stays ahead of playback), errors, and
 the largest N whose p95 RTF stays below 1 with no errors.
+
+Without --url the benchmark starts `python app.py` as a process of its own on a free loopback port,
+with the embedded default's demo speaker. `--size tiny` (default) keeps its
+tiny models; `--size v2` first writes the same files at the real GPT-SoVITS v2 sizes (random
+weights, ~1.1 GB, `tts.factory`) into the cache's models folder, so the figures are those of real
+model sizes with the service's default configuration.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import asyncio
 import json
 import os
 import platform
+import socket
 import sys
 import time
 from pathlib import Path
@@ -69,14 +77,46 @@ async def run_level(url: str, n: int, turns: int) -> dict[str, Any]:
             "wall_s": time.monotonic() - t0}
 
 
-def start_service(llm_url: str, cache: Path, max_turns_per_key: int) -> Any:
-    from tests.service.conftest import start_server
+class Service:
+    """`python app.py` in a process of its own (as users run it: its worker does not share a GIL with
+    this benchmark's clients and scripted LLM), on a free loopback port."""
 
-    class _LLM:
-        base_url = llm_url
+    def __init__(self, llm_url: str, cache: Path, max_turns_per_key: int, timeout: float = 600.0):
+        import subprocess
+        import urllib.request
 
-    return start_server(cache, _LLM(), CHAT2AUDIO_LIMITS__MAX_CONCURRENT_TURNS_PER_KEY=str(max_turns_per_key),
-                        CHAT2AUDIO_LIMITS__MAX_SESSIONS_PER_KEY=str(max(32, max_turns_per_key)))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "CHAT2AUDIO_LLM__BACKEND": "openai", "CHAT2AUDIO_LLM__BASE_URL": llm_url,
+               "CHAT2AUDIO_PATHS__CACHE_DIR": str(cache),
+               "CHAT2AUDIO_LIMITS__MAX_CONCURRENT_TURNS_PER_KEY": str(max_turns_per_key),
+               "CHAT2AUDIO_LIMITS__MAX_SESSIONS_PER_KEY": str(max(32, max_turns_per_key))}
+        cache.mkdir(parents=True, exist_ok=True)
+        self.log = cache / "service_bench.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)], cwd=ROOT,
+                                         env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.ws_url = f"ws://127.0.0.1:{port}/ws"
+        deadline = time.monotonic() + timeout
+        while True:  # up once /health answers (models are loaded and warmed up by then)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the service exited with {self.proc.returncode}; its log: {self.log}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the service did not start in time; its log: {self.log}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+                return
+            except OSError:
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except Exception:
+            self.proc.kill()
 
 
 def fmt(x: Any, spec: str = ".3f") -> str:
@@ -85,13 +125,16 @@ def fmt(x: Any, spec: str = ".3f") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--url", help="WebSocket URL of a running service (default: start one in process)")
+    ap.add_argument("--url", help="WebSocket URL of a running service (default: start one)")
     ap.add_argument("--sessions", default="1,2,4,8", help="concurrency levels, comma-separated")
     ap.add_argument("--turns", type=int, default=2, help="turns per session per level")
     ap.add_argument("--token-rate", type=float, default=30.0, help="scripted LLM tokens per second per stream")
     ap.add_argument("--token-chars", type=int, default=2, help="characters per scripted token")
     ap.add_argument("--llm-port", type=int, default=0, help="port of the scripted LLM server (0: any free)")
-    ap.add_argument("--cache", type=Path, default=ROOT / "cache", help="model cache of the in-process service")
+    ap.add_argument("--cache", type=Path, help="model cache of the service it starts "
+                    "(default: cache/, or cache/bench-v2/ with --size v2)")
+    ap.add_argument("--size", choices=("tiny", "v2"), default="tiny",
+                    help="model sizes of the started service's demo speaker")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args(argv)
 
@@ -103,7 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         server = None
         url = args.url
         if url is None:
-            server = start_service(llm.base_url, args.cache, max(levels))
+            cache = args.cache or (ROOT / "cache" / "bench-v2" if args.size == "v2" else ROOT / "cache")
+            if args.size == "v2":
+                from tts.factory import build_demo
+
+                build_demo(cache / "models", size="v2")  # skips the files already there
+            server = Service(llm.base_url, cache, max(levels))
             url = server.ws_url
         print(f"service {url}; scripted LLM {llm.base_url} at {args.token_rate:g} tokens/s")
         try:
@@ -125,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{fmt(r['rtf_p50']):>8} {fmt(r['rtf_p95']):>8} {'yes' if r['real_time'] else 'no':>9}")
     print(f"largest N that stays real time: {best}")
     report = {"levels": results, "max_realtime_sessions": best, "token_rate": args.token_rate,
+              "model_size": args.size if args.url is None else "external",
               "turns_per_session": args.turns, "reply_chars": len(REPLY),
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}}
     if args.json:

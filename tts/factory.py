@@ -1,6 +1,9 @@
 """Tiny, deterministic models in the real on-disk formats, for tests and the embedded demo.
 
 Every writer is a pure function of its arguments and seed: the same call writes the same bytes.
+`size="v2"` writes the same kinds of models at the real GPT-SoVITS v2 sizes (T2S 24 layers / 512 /
+16 heads, SoVITS from s2.json, HuBERT-base, a RoBERTa-large-shaped BERT), still random: for
+benchmarks of the whole service (`bench/service_bench.py --size v2`), about 1.1 GB on disk.
 """
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from pathlib import Path
 
 
 TINY_GPT_HIDDEN, TINY_GPT_HEADS, TINY_GPT_LAYERS = 64, 4, 2
+# hidden, heads, layers, branch scale (`_tiny_gpt_weights`)
+GPT_DIMS = {"tiny": (TINY_GPT_HIDDEN, TINY_GPT_HEADS, TINY_GPT_LAYERS, 0.5), "v2": (512, 16, 24, 0.1)}
 TINY_GPT_TOKENS_PER_PHONE = 3.0  # the EOS fires once audio tokens / phones (prompt included) pass this
 
 
@@ -31,8 +36,10 @@ def _tiny_gpt_config(hidden: int, heads: int, layers: int) -> dict:
     }
 
 
-def _tiny_gpt_weights(seed: int, hidden: int, heads: int, layers: int) -> dict:
-    """Random T2S weights with a hand-wired length clock (see `write_tiny_gpt`)."""
+def _tiny_gpt_weights(seed: int, hidden: int, heads: int, layers: int, branch: float = 0.5) -> dict:
+    """Random T2S weights with a hand-wired length clock (see `write_tiny_gpt`). `branch` scales the
+    attention and FFN outputs against the residual stream: every post-norm LayerNorm divides the
+    clock by the stream's spread, so deep models need a small one for the clock to reach the head."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -58,8 +65,8 @@ def _tiny_gpt_weights(seed: int, hidden: int, heads: int, layers: int) -> dict:
     for i in range(layers):
         p = f"h.layers.{i}."
         in_w, in_b = rnd(3 * c, c, std=c ** -0.5), torch.zeros(3 * c)
-        out_w, out_b = rnd(c, c, std=0.5 * c ** -0.5), torch.zeros(c)
-        lin2_w = rnd(c, f, std=0.5 * f ** -0.5)
+        out_w, out_b = rnd(c, c, std=branch * c ** -0.5), torch.zeros(c)
+        lin2_w = rnd(c, f, std=branch * f ** -0.5)
         out_w[[k_clock, k_ref]] = 0.0
         lin2_w[[k_clock, k_ref]] = 0.0
         if i == 0:
@@ -84,11 +91,12 @@ def _tiny_gpt_weights(seed: int, hidden: int, heads: int, layers: int) -> dict:
     return w
 
 
-def write_tiny_gpt(path: str | Path, seed: int = 0) -> Path:
+def write_tiny_gpt(path: str | Path, seed: int = 0, size: str = "tiny") -> Path:
     """A tiny GPT-SoVITS v2 T2S `.ckpt` ({"weight","config","info"}, fp16) whose EOS comes after
     roughly 2-4 tokens per phone.
 
-    Hidden 64, 4 heads, 2 layers, 732 phones, 1025 tokens; random weights from `seed`, plus a
+    Hidden 64, 4 heads, 2 layers (`size="v2"`: 512, 16, 24, the real size), 732 phones, 1025
+    tokens; random weights from `seed`, plus a
     length clock: one attention head of layer 0 averages a text(+)/audio(-) marker channel over
     the whole sequence, and the EOS row of `ar_predict_layer` turns positive once the audio
     tokens (prompt included) exceed `TINY_GPT_TOKENS_PER_PHONE` times the phones (prompt
@@ -100,9 +108,10 @@ def write_tiny_gpt(path: str | Path, seed: int = 0) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    weights = _tiny_gpt_weights(seed, TINY_GPT_HIDDEN, TINY_GPT_HEADS, TINY_GPT_LAYERS)
+    dims = GPT_DIMS[size]
+    weights = _tiny_gpt_weights(seed, *dims)
     ckpt = {"weight": OrderedDict(("model." + k, v.to(torch.float16).contiguous()) for k, v in weights.items()),
-            "config": _tiny_gpt_config(TINY_GPT_HIDDEN, TINY_GPT_HEADS, TINY_GPT_LAYERS),
+            "config": _tiny_gpt_config(*dims[:3]),
             "info": "GPT-e1"}
     torch.save(ckpt, path)
     return path
@@ -116,11 +125,13 @@ TINY_SOVITS_MODEL = {  # GPT-SoVITS s2 "model" section, shrunk; hidden 192 and g
     "use_spectral_norm": False, "gin_channels": 512, "semantic_frame_rate": "25hz", "freeze_quantizer": True,
     "version": "v2",
 }
+SOVITS_MODELS = {"tiny": TINY_SOVITS_MODEL,  # ... and the real v2 one (configs/s2.json)
+                 "v2": {**TINY_SOVITS_MODEL, "filter_channels": 768, "n_layers": 6, "upsample_initial_channel": 512}}
 # Layers GPT-SoVITS keeps under weight norm (stored as weight_g / weight_v pairs).
 _WEIGHT_NORM_RE = r"^(dec\.ups\.\d+|dec\.resblocks\.\d+\.convs[12]?\.\d+|flow\.flows\.\d+\.enc\.(in_layers\.\d+|res_skip_layers\.\d+|cond_layer))\.weight$"
 
 
-def _tiny_sovits_hps() -> dict:
+def _tiny_sovits_hps(size: str = "tiny") -> dict:
     """The `hps` a GPT-SoVITS s2 training run stores (configs/s2.json + webui keys)."""
     return {
         "train": {"log_interval": 100, "eval_interval": 500, "seed": 1234, "epochs": 8, "learning_rate": 0.0001,
@@ -131,7 +142,7 @@ def _tiny_sovits_hps() -> dict:
         "data": {"max_wav_value": 32768.0, "sampling_rate": 32000, "filter_length": 2048, "hop_length": 640,
                  "win_length": 2048, "n_mel_channels": 128, "mel_fmin": 0.0, "mel_fmax": None, "add_blank": True,
                  "n_speakers": 300, "cleaned_text": True, "exp_dir": "logs/tiny"},
-        "model": dict(TINY_SOVITS_MODEL),
+        "model": dict(SOVITS_MODELS[size]),
         "s2_ckpt_dir": "logs/tiny", "content_module": "cnhubert", "save_weight_dir": "SoVITS_weights_v2",
         "name": "tiny", "version": "v2", "pretrain": None, "resume_step": None,
     }
@@ -163,7 +174,7 @@ def _hparams_pickle_module():
     return mod
 
 
-def _tiny_sovits_weights(seed: int) -> dict:
+def _tiny_sovits_weights(seed: int, size: str = "tiny") -> dict:
     """Random weights (fp32) under GPT-SoVITS' names, scaled by fan-in so the audio neither vanishes nor clips."""
     import re
 
@@ -171,7 +182,7 @@ def _tiny_sovits_weights(seed: int) -> dict:
 
     from tts.models.vits import SynthesizerTrn, VitsConfig
 
-    cfg = VitsConfig.from_hps(_tiny_sovits_hps(), n_symbols=732, version="v2")
+    cfg = VitsConfig.from_hps(_tiny_sovits_hps(size), n_symbols=732, version="v2")
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in SynthesizerTrn(cfg).state_dict().items()}
     g = torch.Generator().manual_seed(seed)
@@ -203,11 +214,12 @@ def _tiny_sovits_weights(seed: int) -> dict:
     return out
 
 
-def write_tiny_sovits(path: str | Path, seed: int = 0) -> Path:
+def write_tiny_sovits(path: str | Path, seed: int = 0, size: str = "tiny") -> Path:
     """A tiny SoVITS v2 `.pth` with its config pickled as `utils.HParams`, `enc_q.*` absent.
 
     Same format as GPT-SoVITS' `process_ckpt.savee`: {"weight": fp16 tensors, "config": HParams,
-    "info"}; inter/hidden 192, 2 encoder layers, upsample_initial_channel 64 (about 5 MB).
+    "info"}; inter/hidden 192, 2 encoder layers, upsample_initial_channel 64 (about 5 MB);
+    `size="v2"`: the s2.json sizes (6 layers, filter 768, upsample_initial_channel 512).
     """
     from collections import OrderedDict
 
@@ -215,21 +227,25 @@ def write_tiny_sovits(path: str | Path, seed: int = 0) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    weights = OrderedDict((k, v.to(torch.float16).contiguous()) for k, v in _tiny_sovits_weights(seed).items())
-    ckpt = {"weight": weights, "config": _HParamsOnDisk(**_tiny_sovits_hps()), "info": "1epoch_8iteration"}
+    weights = OrderedDict((k, v.to(torch.float16).contiguous()) for k, v in _tiny_sovits_weights(seed, size).items())
+    ckpt = {"weight": weights, "config": _HParamsOnDisk(**_tiny_sovits_hps(size)), "info": "1epoch_8iteration"}
     torch.save(ckpt, path, pickle_module=_hparams_pickle_module(), pickle_protocol=2)
     return path
 
 
-def write_tiny_hubert(folder: str | Path, seed: int = 0) -> Path:
-    """A tiny HF HubertModel folder (hidden 768 so ssl_proj fits): 1 layer, narrow conv front end, fp16."""
+def write_tiny_hubert(folder: str | Path, seed: int = 0, size: str = "tiny") -> Path:
+    """A tiny HF HubertModel folder (hidden 768 so ssl_proj fits): 1 layer, narrow conv front end, fp16;
+    `size="v2"`: HuBERT-base (12 layers, FFN 3072, 512-channel conv front end)."""
     import torch
     from transformers import HubertConfig, HubertModel
 
     folder = Path(folder)
-    cfg = HubertConfig(hidden_size=768, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
-                       conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=16,
-                       feat_extract_norm="group", do_stable_layer_norm=False, vocab_size=32)
+    if size == "v2":
+        cfg = HubertConfig(feat_extract_norm="group", do_stable_layer_norm=False, vocab_size=32)
+    else:
+        cfg = HubertConfig(hidden_size=768, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                           conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=16,
+                           feat_extract_norm="group", do_stable_layer_norm=False, vocab_size=32)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = HubertModel(cfg).eval()
@@ -253,11 +269,12 @@ _TINY_BERT_CHARS = (
 _TINY_BERT_PUNCT = "，。！？、；：“”‘’（）《》…—-,.!?;:'\"()0123456789abcdefghijklmnopqrstuvwxyz"
 
 
-def write_tiny_bert(folder: str | Path, seed: int = 0) -> Path:
+def write_tiny_bert(folder: str | Path, seed: int = 0, size: str = "tiny") -> Path:
     """A tiny HF BERT folder (hidden 1024, Chinese character vocab) for phone-level features.
 
     Two layers (the minimum for GPT-SoVITS' hidden_states[-3]), 4 heads, FFN 64, 128 positions, a
     BertTokenizer vocab of common Chinese characters + punctuation; saved as BertForMaskedLM in fp16.
+    `size="v2"`: RoBERTa-large-shaped (24 layers, 16 heads, FFN 4096, 512 positions), same vocab.
     """
     import torch
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer
@@ -268,8 +285,9 @@ def write_tiny_bert(folder: str | Path, seed: int = 0) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     BertTokenizer(str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(str(folder))
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=1024, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=128, type_vocab_size=2)
+    layers, heads, ffn, positions = (24, 16, 4096, 512) if size == "v2" else (2, 4, 64, 128)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=1024, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=ffn, max_position_embeddings=positions, type_vocab_size=2)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = BertForMaskedLM(cfg).eval()
@@ -308,8 +326,11 @@ def write_reference_clip(path: str | Path, seconds: float = 4.0, seed: int = 0) 
     return path
 
 
-def build_demo(folder: str | Path, seed: int = 0) -> dict[str, Path]:
-    """Write every tiny TTS asset into `folder` (skipping those already there); returns their paths."""
+def build_demo(folder: str | Path, seed: int = 0, size: str = "tiny") -> dict[str, Path]:
+    """Write every tiny TTS asset into `folder` (skipping those already there); returns their paths.
+    `size="v2"`: the models at the real v2 sizes, random weights (the same file names)."""
+    if size not in GPT_DIMS:
+        raise ValueError(f"unknown size {size!r}; use tiny or v2")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -323,5 +344,5 @@ def build_demo(folder: str | Path, seed: int = 0) -> dict[str, Path]:
                "bert": write_tiny_bert, "ref_audio": write_reference_clip}
     for key, p in paths.items():
         if not p.exists():
-            writers[key](p, seed=seed)
+            writers[key](p, seed=seed, **({} if key == "ref_audio" else {"size": size}))
     return paths

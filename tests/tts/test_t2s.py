@@ -102,6 +102,15 @@ def test_tiny_gpt_ends_by_eos_at_two_to_four_tokens_per_phone(model, n_text):
         assert 2.0 * n_text <= len(res.tokens) <= 4.0 * n_text + 11
 
 
+def test_v2_size_gpt_has_the_real_sizes_and_still_ends_by_eos(tmp_path):
+    """`size="v2"` (service benchmarks at real sizes): 24 layers of post-norm LayerNorms must not
+    drown the length clock."""
+    m = T2SModel.from_checkpoint(load_gpt(write_tiny_gpt(tmp_path / "v2.ckpt", seed=0, size="v2")))
+    assert (m.cfg.hidden_dim, m.cfg.head, m.cfg.n_layer, m.cfg.ffn_dim) == (512, 16, 24, 2048)
+    res = decode(m, make_item(12, 10, 30, seed=5), SamplingParams(top_k=15, seed=1))
+    assert res.reason == "eos" and 2.0 * 12 <= len(res.tokens) <= 4.0 * 12 + 11
+
+
 def test_half_precision_runs(model):
     m16 = T2SModel(model.cfg)
     m16.load_state_dict(model.state_dict())

@@ -27,6 +27,14 @@ def ge(model, demo_models) -> torch.Tensor:
     return model.style(torch.from_numpy(spectrogram(w32)))
 
 
+def test_v2_size_sovits_hps_are_the_real_s2_sizes():
+    from tts.factory import _tiny_sovits_hps
+    from tts.models.vits import VitsConfig
+
+    assert VitsConfig.from_hps(_tiny_sovits_hps("v2"), n_symbols=732, version="v2") == VitsConfig()
+    assert VitsConfig.from_hps(_tiny_sovits_hps(), n_symbols=732, version="v2").upsample_initial_channel == 64
+
+
 def test_round_trip_decode(model, ge):
     assert ge.shape == (1, 512, 1)
     codes = torch.randint(0, 1024, (1, 1, 12), generator=torch.Generator().manual_seed(0))
