@@ -284,23 +284,32 @@ def engine_default_t2s(t2s: T2SModel, device: torch.device) -> tuple[T2SModel, s
     return apply_t2s_quant(t2s.copy(), device, torch.float32, quant), quant
 
 
-def cpu_variants(model: T2SModel, vits: SynthesizerTrn, vits_bf16: SynthesizerTrn, device: torch.device,
-                 n_tokens: int) -> dict:
+MODE_KEYS = {"none": "fp32", "bf16": "bf16", "int8": "int8"}  # t2s_quant -> key prefix t2s_<prefix>_*
+
+
+def cpu_variants(model: T2SModel, default: T2SModel, quant: str, core: dict, vits: SynthesizerTrn,
+                 vits_bf16: SynthesizerTrn, device: torch.device, n_tokens: int) -> dict:
     """The T2S modes of `t2s_quant` on CPU from the float32 `model`: float32 (`none`), bf16 weights
     (`bf16`) and int8 dynamic (`int8`): speed, greedy-token agreement with float32 and the first
-    chunk (float32 vocoder); and the first chunk of the fast profile (int8 T2S, bfloat16 vocoder)."""
+    chunk (float32 vocoder); and the first chunk of the fast profile (int8 T2S, bfloat16 vocoder).
+    The engine's default mode (`quant`, already built as `default`) reuses its `core` figures."""
     out = {}
     ref = [t2s_decode(model, device, n_tokens, top_k=1, seed=s)[1] for s in range(3)]
     variants = {"fp32": lambda: model, "bf16": lambda: model.copy().bf16_weights(), "int8": model.quantize_int8}
+    variants[MODE_KEYS[quant]] = lambda: default
     for name, make in variants.items():
         m = make()
-        ms, _ = t2s_decode(m, device, n_tokens)
-        out[f"t2s_{name}_ms_per_token"] = round(ms, 2)
-        out[f"t2s_{name}_batch8_tokens_per_s"] = round(t2s_batch8_tokens_per_s(m, device, n_tokens), 1)
+        if name == MODE_KEYS[quant]:
+            out[f"t2s_{name}_ms_per_token"] = core["t2s_ms_per_token"]
+            out[f"t2s_{name}_batch8_tokens_per_s"] = core["t2s_batch8_tokens_per_s"]
+            out[f"t2s_{name}_first_chunk_ms"] = core["first_chunk_ms"]
+        else:
+            out[f"t2s_{name}_ms_per_token"] = round(t2s_decode(m, device, n_tokens)[0], 2)
+            out[f"t2s_{name}_batch8_tokens_per_s"] = round(t2s_batch8_tokens_per_s(m, device, n_tokens), 1)
+            out[f"t2s_{name}_first_chunk_ms"] = round(first_chunk_ms(m, vits, device), 1)
         if name != "fp32":
             toks = [t2s_decode(m, device, n_tokens, top_k=1, seed=s)[1] for s in range(3)]
             out[f"t2s_{name}_greedy_agreement"] = round(statistics.mean(agreement(a, b) for a, b in zip(ref, toks)), 3)
-        out[f"t2s_{name}_first_chunk_ms"] = round(first_chunk_ms(m, vits, device), 1)
         if name == "int8":  # the CPU fast profile: int8 T2S + bfloat16 vocoder (docs/performance.md)
             out["fast_first_chunk_ms"] = round(first_chunk_ms(m, vits_bf16, device), 1)
         del m
@@ -348,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         vits_bf16 = bf16_vocoder(vits)
         res.update(vocoder_bf16(vits, vits_bf16, device))
         if device.type == "cpu":
-            res.update(cpu_variants(t2s_fp32, vits, vits_bf16, device, n))
+            res.update(cpu_variants(t2s_fp32, t2s, res["t2s_quant"], res, vits, vits_bf16, device, n))
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     res["bench_seconds"] = round(time.perf_counter() - t0, 1)
     _print_table(res)

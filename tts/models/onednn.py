@@ -8,6 +8,7 @@ over to it in place; state-dict keys do not change.
 """
 from __future__ import annotations
 
+import functools
 import platform
 import weakref
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+@functools.cache  # asked on every bf16-weight Linear call; the build does not change
 def onednn_available() -> bool:
     """Whether this torch build has oneDNN's prepacked float32 linear (CPU builds normally do)."""
     ops = torch.ops.mkldnn
