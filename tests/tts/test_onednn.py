@@ -42,7 +42,7 @@ def test_packed_copy_follows_weight_updates_and_other_dtypes_fall_back():
         plain = _net()
         plain[0].weight.mul_(2)
         torch.testing.assert_close(after, plain(x), atol=1e-5, rtol=1e-5)
-        out16 = net.to(torch.bfloat16)(x.bfloat16())  # not float32: plain F.linear
+        out16 = net.to(torch.bfloat16)(x.bfloat16())  # a bfloat16 model stays bfloat16
     assert out16.dtype == torch.bfloat16
 
 
@@ -64,3 +64,24 @@ def test_bf16_weight_takes_float32_input_and_returns_float32(packed):
     assert 0 < err < 2e-2  # bfloat16 rounding, not float32 bits
     torch.testing.assert_close(got, plain, atol=2e-2, rtol=2e-2)
     torch.testing.assert_close(got_add, ref_add, atol=5e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_bf16_hidden_kept_in_bf16_gives_the_same_values(packed):
+    """`keep_bf16` hands a bfloat16-weight Linear's output on without the float32 round trip: the same
+    bits for the next bfloat16-weight Linear, two conversions fewer (the T2S FFN's hidden layer)."""
+    from tts.models.onednn import linear
+
+    torch.manual_seed(0)
+    lin1, lin2 = nn.Linear(64, 128).to(torch.bfloat16), nn.Linear(128, 64).to(torch.bfloat16)
+    x = torch.randn(2, 3, 64)
+    on = packed and onednn_available()
+    with torch.no_grad():
+        h32 = linear(x, lin1, on, relu=True)
+        h16 = linear(x, lin1, on, relu=True, keep_bf16=True)
+        assert h32.dtype == torch.float32 and h16.dtype == torch.bfloat16
+        assert torch.equal(h16.float(), h32)
+        out16, out32 = linear(h16, lin2, on, add=x), linear(h32, lin2, on, add=x)
+        assert out16.dtype == torch.float32
+        assert torch.equal(out16, out32)
+        assert linear(h16, lin2, on).dtype == torch.bfloat16  # no add: the input's dtype

@@ -38,19 +38,19 @@ _PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[int, int], Tensor]] = 
 
 
 def packed_linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Module, relu: bool = False,
-                  add: Tensor | None = None) -> Tensor:
+                  add: Tensor | None = None, keep_bf16: bool = False) -> Tensor:
     """`F.linear` through a oneDNN-blocked copy of `weight` (float32 on CPU; other cases fall back),
     optionally followed by ReLU (`relu`) or by `+ add` (a residual), fused into the same call.
-    A bfloat16 `weight` with a float32 `x` computes in bfloat16 and returns float32 (see
-    `_bf16_weight_linear`).
+    A bfloat16 `weight` computes in bfloat16 and returns `x`'s dtype (see `_bf16_weight_linear`), or
+    bfloat16 with `keep_bf16` (for a next bfloat16-weight Linear: the same values, two conversions fewer).
 
     On the decode shapes it is about 2x faster than the default BLAS path (batch 8: 2.5x) with the
     same results up to rounding (~1e-6); the fused ReLU / residual add give bit-identical results
     to the separate ops. The copy is made on first use and remade when the weight changes (new
     storage or an in-place update).
     """
-    if weight.dtype == torch.bfloat16 and x.dtype == torch.float32:
-        return _bf16_weight_linear(x, weight, bias, owner, relu, add)
+    if weight.dtype == torch.bfloat16 and x.dtype in (torch.float32, torch.bfloat16):
+        return _bf16_weight_linear(x, weight, bias, owner, relu, add, keep_bf16)
     if (weight.dtype != torch.float32 or x.dtype != torch.float32 or weight.device.type != "cpu"
             or (weight.requires_grad and torch.is_grad_enabled()) or torch.compiler.is_compiling()):
         return _epilogue(F.linear(x, weight, bias), relu, add)  # (torch.compile packs weights itself)
@@ -74,18 +74,22 @@ def _packed(weight: Tensor, owner: nn.Module) -> Tensor:
 
 
 def _bf16_weight_linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: nn.Module, relu: bool,
-                        add: Tensor | None) -> Tensor:
-    """A float32 `x` through a bfloat16 weight: the product runs in bfloat16 (float32 accumulation
-    inside oneDNN), the result comes back as float32, and `add` is added in float32. Half the weight
-    bytes of float32: the decoder Linears of a batch-1 T2S step take 4.4 ms instead of 7.9 (2 threads,
-    AVX512-BF16); not bit-equal to float32."""
+                        add: Tensor | None, keep_bf16: bool = False) -> Tensor:
+    """`x` (float32 or bfloat16) through a bfloat16 weight: the product runs in bfloat16 (float32
+    accumulation inside oneDNN) and comes back in `x`'s dtype (bfloat16 with `keep_bf16`), or in
+    `add`'s when that is given (a float32 `add` is added in float32). Half the weight bytes of float32: the decoder Linears of a batch-1 T2S step take
+    4.4 ms instead of 7.9 (2 threads, AVX512-BF16); not bit-equal to float32."""
     b = None if bias is None else bias.to(torch.bfloat16)
+    xb = x.to(torch.bfloat16)
     if (weight.device.type != "cpu" or (weight.requires_grad and torch.is_grad_enabled())
             or torch.compiler.is_compiling() or not onednn_available()):
-        return _epilogue(F.linear(x.to(torch.bfloat16), weight, b).float(), relu, add)
-    y = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), _packed(weight, owner), b,
-                                           "relu" if relu else "none", [], "").float()
-    return y if add is None else add + y
+        y = F.linear(xb, weight, b)
+        y = F.relu(y) if relu else y
+    else:
+        y = torch.ops.mkldnn._linear_pointwise(xb, _packed(weight, owner), b, "relu" if relu else "none", [], "")
+    if add is not None:
+        return torch.add(add, y)  # float32 + bfloat16 -> float32: the same values as add + y.float(), one op
+    return y if keep_bf16 else y.to(x.dtype)
 
 
 def _epilogue(y: Tensor, relu: bool, add: Tensor | None) -> Tensor:
@@ -94,12 +98,14 @@ def _epilogue(y: Tensor, relu: bool, add: Tensor | None) -> Tensor:
     return y if add is None else add + y
 
 
-def linear(x: Tensor, mod: nn.Module, packed: bool, relu: bool = False, add: Tensor | None = None) -> Tensor:
+def linear(x: Tensor, mod: nn.Module, packed: bool, relu: bool = False, add: Tensor | None = None,
+           keep_bf16: bool = False) -> Tensor:
     """`mod(x)` (then ReLU when `relu`, then `add + ...` when `add` is given), through
     `packed_linear` when `packed` (or when `x` and the weight differ in dtype: a bfloat16 weight
-    with a float32 `x`, see `T2SModel.bf16_weights`) and `mod` is a plain nn.Linear (a quantised or otherwise replaced module runs as itself)."""
-    if type(mod) is nn.Linear and (packed or mod.weight.dtype != x.dtype):
-        return packed_linear(x, mod.weight, mod.bias, mod, relu, add)
+    with a float32 `x`, see `T2SModel.bf16_weights`) and `mod` is a plain nn.Linear (a quantised or otherwise replaced module runs as itself).
+    `keep_bf16`: a bfloat16-weight Linear without `add` returns bfloat16 (see `packed_linear`)."""
+    if type(mod) is nn.Linear and (packed or mod.weight.dtype != x.dtype or mod.weight.dtype == torch.bfloat16):
+        return packed_linear(x, mod.weight, mod.bias, mod, relu, add, keep_bf16)
     return _epilogue(mod(x), relu, add)
 
 

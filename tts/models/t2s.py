@@ -142,9 +142,12 @@ class SelfAttention(nn.Module):
         qkv = qkv.view(B, T, 3, self.n_head, self.head_dim)
         q = qkv[:, :, 0].transpose(1, 2)  # (B, nh, T, hs)
         kv = self.kv_cache[:, start:start + B]
-        # advanced indices (rows, pos) around a slice: the indexed view is (B, T, 2, nh, hs), so the
-        # keys and values of every row and position are written in one call
-        kv[:, rows, :, input_pos] = qkv[:, :, 1:]
+        if mask is None and B == 1 and T == 1:  # a lone row's step: its key goes to position n_keys - 1
+            kv[:, 0, :, n_keys - 1].copy_(qkv[0, 0, 1:])  # a plain view: ~10 us less than index_put
+        else:
+            # advanced indices (rows, pos) around a slice: the indexed view is (B, T, 2, nh, hs), so the
+            # keys and values of every row and position are written in one call
+            kv[:, rows, :, input_pos] = qkv[:, :, 1:]
         y = F.scaled_dot_product_attention(q, kv[0, :, :, :n_keys], kv[1, :, :, :n_keys], attn_mask=mask)
         return linear(y.transpose(1, 2).reshape(B, T, C), self.out_proj, self.packed, add=residual)
 
@@ -166,7 +169,7 @@ class DecoderLayer(nn.Module):
                 start: int) -> Tensor:
         # the residual adds and the ReLU ride in the Linears (fused on the oneDNN path)
         x = _norm(self.self_attn(x, rows, input_pos, mask, n_keys, start, residual=x), self.norm1)
-        h = linear(x, self.linear1, self.packed, relu=True)
+        h = linear(x, self.linear1, self.packed, relu=True, keep_bf16=True)  # bf16 weights: h stays bf16
         return _norm(linear(h, self.linear2, self.packed, add=x), self.norm2)
 
 
