@@ -455,10 +455,12 @@ class Connection:
     async def _update(self, event: SessionUpdate) -> None:
         if event.session_id or event.persona or event.speaker:
             await self._stop_turn()
-            self.session = self.rt.open_session(event.session_id or self.session.id,
-                                                event.persona or (None if event.session_id else self.session.persona_id),
-                                                event.speaker or (None if event.session_id else self.session.speaker_id),
-                                                self.key_id, update=True)
+            sid = event.session_id or self.session.id
+            # omitted fields stay as they are: a resumed session's own persona, speaker and history;
+            # a new session id starts with this connection's current persona and speaker
+            base = self.rt.find_session(sid, self.key_id) or self.session
+            self.session = self.rt.open_session(sid, event.persona or base.persona_id,
+                                                event.speaker or base.speaker_id, self.key_id)
         if event.audio_transport:
             self.transport = event.audio_transport
         await self._emit({"type": "session.updated", **self._session_info()})

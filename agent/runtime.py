@@ -28,7 +28,7 @@ from tts.types import SynthesisOptions
 
 log = logging.getLogger("chat2audio")
 
-DEMO_NOTICE = ("DEMO WEIGHTS: the embedded default runs tiny randomly initialised models; they make no "
+DEMO_NOTICE = ("DEMO WEIGHTS: the embedded default runs randomly initialised models; they make no "
                "intelligible speech and no meaningful text. See docs/models.md for real weights.")
 DEMO_CHAT_DIR = "demo-chat"
 
@@ -292,18 +292,23 @@ class Runtime:
 
     # ------------------------------------------------------------------------------- sessions
 
-    def open_session(self, session_id: str | None, persona: str | None, speaker: str | None, key_id: str,
-                     update: bool = False) -> Any:
-        """An existing session (same key) or a new one; persona/speaker validated with the valid ones listed."""
+    def open_session(self, session_id: str | None, persona: str | None, speaker: str | None, key_id: str) -> Any:
+        """An existing session (same key) or a new one; persona/speaker validated with the valid ones listed.
+        An existing session keeps its persona (and history) when `persona` is None or the same."""
         if speaker is not None:
             self.engine.speaker(speaker)  # UnknownSpeakerError lists the valid ones
         if persona is not None:
             self._check_persona(persona)
-        existing = self.sessions.get(session_id) if session_id and not update else None
-        if existing is not None and existing.owner == key_id and persona is None and speaker is None:
+        existing = self.find_session(session_id, key_id)
+        if existing is not None and persona is None and speaker is None:
             return existing
         persona, speaker = self._bind(persona, speaker)
         return self.sessions.open(session_id=session_id, persona=persona, speaker=speaker, owner=key_id)
+
+    def find_session(self, session_id: str | None, key_id: str) -> Any:
+        """The live session `session_id` if this key owns it, else None."""
+        existing = self.sessions.get(session_id)
+        return existing if existing is not None and existing.owner == key_id else None
 
     def _bind(self, persona: str | None, speaker: str | None) -> tuple[str, str]:
         """No persona: the one bound to the speaker, else the default; no speaker: the persona's, else the default."""

@@ -92,12 +92,27 @@ async def test_malformed_events_keep_the_connection(server):
 
 
 async def test_resume_session(server):
+    """Resuming by id keeps that session's persona and history (omitted fields stay as they are);
+    a new id starts with the connection's current persona."""
     async with websockets.connect(server.ws_url) as ws:
-        sid = json.loads(await ws.recv())["session_id"]
+        await ws.recv()
+        await ws.send(json.dumps({"type": "session.update", "persona": "sensei"}))
+        upd = json.loads(await ws.recv())
+        sid = upd["session_id"]
+        assert upd["persona"] == "sensei"
         await ws.send(json.dumps({"type": "input.text", "text": "记住我"}))
         await recv_until(ws, "turn.done")
     async with websockets.connect(server.ws_url) as ws:
-        await ws.recv()
+        first = json.loads(await ws.recv())
+        assert first["persona"] != "sensei"  # a fresh connection starts on the default
         await ws.send(json.dumps({"type": "session.update", "session_id": sid}))
         upd = json.loads(await ws.recv())
-        assert upd["type"] == "session.updated" and upd["session_id"] == sid
+        assert upd["type"] == "session.updated" and upd["session_id"] == sid and upd["persona"] == "sensei"
+        n = len(server.llm.requests)
+        await ws.send(json.dumps({"type": "input.text", "text": "还记得吗"}))
+        await recv_until(ws, "turn.done")
+        messages = server.llm.requests[n]["messages"]
+        assert any(m["role"] == "user" and "记住我" in m["content"] for m in messages), "the history was kept"
+        await ws.send(json.dumps({"type": "session.update", "session_id": "brand-new-1"}))
+        upd = json.loads(await ws.recv())
+        assert upd["session_id"] == "brand-new-1" and upd["persona"] == "sensei"
