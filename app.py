@@ -10,12 +10,14 @@ import asyncio
 import base64
 import json
 import logging
+import socket
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
 import numpy as np
+import uvicorn
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -42,7 +44,8 @@ log = logging.getLogger("chat2audio")
 AUDIO_TYPES = sorted(set(MEDIA_TYPES.values()))
 ERRORS = {code: {"model": ErrorBody, "description": text} for code, text in [
     (400, "Bad request"), (401, "Missing or invalid API key"), (403, "Forbidden"), (404, "Unknown speaker, persona or route"),
-    (413, "Body or text too long"), (422, "Invalid fields"), (429, "Busy: retry later")]}
+    (413, "Body or text too long"), (422, "Invalid fields"), (429, "Busy: retry later"),
+    (503, "Shutting down: retry elsewhere")]}
 
 
 def _audio_responses(extra: tuple[str, ...] = ()) -> dict[int | str, dict[str, Any]]:
@@ -380,10 +383,16 @@ class Connection:
         self.turn: asyncio.Task | None = None
         self.turn_id: str | None = None
         self.closed = False
+        self.sending = False
+
+    def flushed(self) -> bool:
+        """Nothing is waiting to be sent (shutdown waits for this before the socket is closed)."""
+        return self.closed or (self.queue.empty() and not self.sending)
 
     async def serve(self) -> None:
         sender = asyncio.create_task(self._send_loop())
         self.rt.metrics.active_sessions.inc()
+        self.rt.connections.add(self)
         try:
             await self._emit({"type": "session.created", **self._session_info()})
             while True:
@@ -396,6 +405,7 @@ class Connection:
             pass
         finally:
             self.rt.metrics.active_sessions.dec()
+            self.rt.connections.discard(self)
             self.closed = True  # nothing more is sent; free the queue so a waiting turn can end
             sender.cancel()
             while not self.queue.empty():
@@ -425,6 +435,7 @@ class Connection:
     async def _send_loop(self) -> None:
         while True:
             _, frame = await self.queue.get()
+            self.sending = True
             try:
                 if isinstance(frame, bytes):
                     await self.ws.send_bytes(frame)
@@ -432,6 +443,8 @@ class Connection:
                     await self.ws.send_text(frame)
             except Exception:  # the client is gone; the reader loop ends the connection
                 return
+            finally:
+                self.sending = False
 
     async def _handle(self, raw: str | bytes) -> None:
         try:
@@ -499,9 +512,36 @@ class Connection:
 # --------------------------------------------------------------------------------------------- main
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, with a graceful end for WebSocket turns: uvicorn closes open WebSockets (1012)
+    as soon as it shuts down, so after the listening sockets close the runtime is drained first
+    (`Runtime.drain`: running turns get `server.shutdown_grace_s`, then end with `turn.done`)."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for listener in self.servers:  # stop accepting; uvicorn's own shutdown repeats this harmlessly
+            listener.close()
+        runtime = getattr(self.config.app.state, "runtime", None) if isinstance(self.config.app, FastAPI) else None
+        if runtime is not None and not self.force_exit:
+            await runtime.drain()
+        await super().shutdown(sockets)
+
+
+# larger WebSocket messages close the socket with 1009; smaller ones are parsed and, when invalid or
+# over `limits.max_text_chars`, answered with an `error` event on a connection that stays open
+WS_MAX_MESSAGE = 16 * 2**20
+
+
+def server(settings: Settings, **config: Any) -> Server:
+    """The app on uvicorn with the settings' host, port, log level, shutdown grace and the WebSocket
+    message cap `WS_MAX_MESSAGE`; `config` overrides uvicorn.Config."""
+    kw: dict[str, Any] = dict(host=settings.server.host, port=settings.server.port, log_level=settings.server.log_level,
+                              timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) + 1,
+                              ws_max_size=WS_MAX_MESSAGE)
+    return Server(uvicorn.Config(create_app(settings), **{**kw, **config}))
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python app.py [--config FILE] [--host H] [--port P]`: serve with uvicorn."""
-    import uvicorn
 
     parser = argparse.ArgumentParser(description="chat2audio voice-chat service")
     parser.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/default.yaml)")
@@ -514,8 +554,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"chat2audio: {e}") from None
     logging.basicConfig(level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
-    uvicorn.run(create_app(settings), host=settings.server.host, port=settings.server.port,
-                log_level=settings.server.log_level, timeout_graceful_shutdown=int(settings.server.shutdown_grace_s) + 1)
+    server(settings).run()
 
 
 if __name__ == "__main__":

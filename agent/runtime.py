@@ -63,6 +63,8 @@ class Runtime:
         self._llm_model = settings.llm.model
         self._llm_check: tuple[float, bool, str] = (0.0, False, "not checked")
         self._tasks: set[asyncio.Task] = set()
+        self.draining = False  # shutdown has begun: new turns are refused
+        self.connections: set[Any] = set()  # live WebSocket connections (their `flushed()` is awaited on drain)
 
     # ------------------------------------------------------------------------------- lifecycle
 
@@ -135,6 +137,25 @@ class Runtime:
         from agent.session import SessionStore
 
         return SessionStore(engine=self.engine, llm=self.llm, personas=self.personas, settings=self.settings)
+
+    async def drain(self) -> None:
+        """Shutdown, before the server closes its connections: refuse new turns, give the running ones
+        `server.shutdown_grace_s` to end, interrupt those still running (each ends with `turn.done`,
+        interrupted) and let the WebSockets send what they hold. Without this a WebSocket turn would
+        be cut at once: the server closes open sockets with 1012 as soon as it shuts down."""
+        self.draining = True
+        await self._wait_turns(self.settings.server.shutdown_grace_s)
+        if self.sessions is not None and any(not t.done() for t in self._tasks):
+            self.sessions.interrupt_all()
+            await self._wait_turns(2.0)
+        deadline = time.monotonic() + 1.0
+        while any(not c.flushed() for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    async def _wait_turns(self, timeout: float) -> None:
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     async def stop(self) -> None:
         tasks = [t for t in self._tasks if not t.done()]
@@ -331,6 +352,8 @@ class Runtime:
     async def run_turn(self, session: Any, text: str, key_id: str) -> AsyncIterator[ev.Event]:
         """The turn's events, with per-key limits and metrics; always ends with `turn.done` or `error`."""
         self.check_text(text)
+        if self.draining:
+            raise ApiError(503, "shutting_down", "the service is shutting down; retry on another instance")
         limit = self.settings.limits.max_turns_per_session
         if session.turns >= limit:
             raise ApiError(429, "session_limit", f"this session reached its limit of {limit} turns; start a new one")

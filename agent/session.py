@@ -369,6 +369,12 @@ class SessionStore:
         self.expire()
         return self._sessions.get(session_id) if session_id else None
 
+    def interrupt_all(self) -> None:
+        """Interrupt every session with a turn running (shutdown)."""
+        for s in list(self._sessions.values()):
+            if s.busy:
+                s.interrupt()
+
     def remove(self, session_id: str) -> None:
         s = self._sessions.pop(session_id, None)
         if s is not None:

@@ -8,10 +8,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from agent.config import DEFAULT_CONFIG, load_settings
 from tests.agent.fake_openai import FakeOpenAI, Reply
@@ -24,7 +24,7 @@ class Server:
     url: str
     ws_url: str
     llm: FakeOpenAI
-    server: uvicorn.Server
+    server: Any
     thread: threading.Thread
 
     def stop(self) -> None:
@@ -39,15 +39,13 @@ def free_port() -> int:
 
 
 def start_server(cache: Path, llm: FakeOpenAI, **overrides: str) -> Server:
-    from app import create_app
+    from app import server as make_server
 
     env = {"CHAT2AUDIO_LLM__BACKEND": "openai", "CHAT2AUDIO_LLM__BASE_URL": llm.base_url,
            "CHAT2AUDIO_PATHS__CACHE_DIR": str(cache), "CHAT2AUDIO_TTS__WARMUP": "false", **overrides}
     port = free_port()
     settings = load_settings(DEFAULT_CONFIG, env=env, cli={"server.port": port})
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                            ws_ping_interval=None)
-    server = uvicorn.Server(config)
+    server = make_server(settings, log_level="warning", ws_ping_interval=None)
     thread = threading.Thread(target=server.run, name="chat2audio-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 240

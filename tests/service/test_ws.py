@@ -116,3 +116,13 @@ async def test_resume_session(server):
         await ws.send(json.dumps({"type": "session.update", "session_id": "brand-new-1"}))
         upd = json.loads(await ws.recv())
         assert upd["session_id"] == "brand-new-1" and upd["persona"] == "sensei"
+
+
+async def test_oversized_message_closes_with_1009(server):
+    async with websockets.connect(server.ws_url, max_size=None) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "input.text", "text": "a" * (16 * 2**20)}))  # over WS_MAX_MESSAGE
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), 30)
+    assert closed.value.rcvd.code == 1009
