@@ -35,7 +35,7 @@ from agent.protocol import (ChatRequest, ErrorBody, InputText, Interrupt, Playba
 from agent.personas import PersonaError
 from agent.runtime import ApiError, Runtime
 from agent.session import SessionLimitError
-from tts.encoders import MEDIA_TYPES, StreamEncoder, can_stream, check_format, encode
+from tts.encoders import MEDIA_TYPES, StreamEncoder, can_stream, check_format, encode, output_rate
 from tts.errors import TTSError
 from tts.types import SAMPLE_RATE
 
@@ -235,7 +235,7 @@ async def _chat2audio(rt: Runtime, body: ChatRequest, key_id: str) -> Response:
     fmt = check_format(body.format)
     stream = body.stream and can_stream(fmt)  # flac cannot stream: it is sent whole
     session = rt.open_session(body.session_id, body.persona, body.speaker, key_id)
-    headers = {"X-Session-Id": session.id, "X-Sample-Rate": str(SAMPLE_RATE)}
+    headers = {"X-Session-Id": session.id, "X-Sample-Rate": str(output_rate(fmt, SAMPLE_RATE))}
     turn = rt.run_turn(session, body.input, key_id)
     if not stream:
         pcm, text = await _collect_turn(turn)

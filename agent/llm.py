@@ -91,7 +91,8 @@ class OpenAIClient:
         base_url: the API root including /v1, e.g. http://127.0.0.1:8001/v1.
         model: the served model name ("" = ask /models and use the first).
         api_key: sent as `Authorization: Bearer <key>` when set.
-        retries: attempts after the first, only before the first token arrives (with backoff).
+        retries: attempts after the first, only before the first token arrives (with backoff), for
+            connection failures, dropped streams and HTTP 5xx/429; a read timeout is not retried.
         vllm_extras: send vLLM's extra body fields (repetition_penalty, chat_template_kwargs);
             turn off for servers that reject unknown fields.
     """
@@ -195,7 +196,9 @@ class OpenAIClient:
                     yield tail
         except httpx.TimeoutException as e:
             err = LLMError("timeout", f"{url}: no data for too long ({type(e).__name__})")
-            if got_any:
+            if got_any or not isinstance(e, httpx.ConnectTimeout):
+                # not retried: a server that took the request and then stayed silent for the whole read
+                # timeout would make the user wait that long again for every retry
                 raise err from e
             raise _Retryable(err) from e
         except httpx.ConnectError as e:

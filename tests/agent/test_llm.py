@@ -124,13 +124,15 @@ async def test_connect_failed() -> None:
 
 
 async def test_read_timeout(server: FakeOpenAI) -> None:
+    """A silent server times out once: no retry, so the wait is bounded by one read timeout."""
     server.script(Reply(delay_s=1.0), Reply(delay_s=1.0))
-    client = OpenAIClient(server.base_url, model="fake-model", retries=0,
+    client = OpenAIClient(server.base_url, model="fake-model", retries=2,
                           timeouts=LLMTimeouts(connect=1, read=0.2))
+    n = len(server.requests)
     with pytest.raises(LLMError) as ei:
         await collect(client)
     await client.aclose()
-    assert ei.value.code == "timeout"
+    assert ei.value.code == "timeout" and len(server.requests) == n + 1
 
 
 async def test_timeout_between_tokens_after_first(server: FakeOpenAI) -> None:

@@ -45,6 +45,7 @@ def test_formats_whole(client, fmt, rate):
     assert r.status_code == 200, r.text
     y, sr = audio(r.content, fmt)
     assert sr == rate and len(y) > 0.3 * sr
+    assert r.headers["x-sample-rate"] == str(rate)  # the rate of the audio sent (ogg: 48 kHz)
 
 
 @pytest.mark.parametrize("fmt", ["wav", "pcm", "ogg", "mp3"])
