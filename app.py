@@ -109,6 +109,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         errs = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errs):
             return respond(request, 400, "invalid_json", "request body is not valid JSON")
+        for e in errs:
+            loc = tuple(e.get("loc", ()))
+            if loc in (("body", "input"), ("body", "text")) and e.get("type") == "string_too_long":
+                limit = e.get("ctx", {}).get("max_length")
+                return respond(request, 413, "text_too_long", f"{loc[-1]} is longer than {limit} characters")
+            if loc[:1] == ("body",) and loc[1:] in (("format",), ("media_type",), ("response_format",)) \
+                    and isinstance(e.get("input"), str):
+                try:
+                    check_format(e["input"])
+                except TTSError as bad:  # aac, or an unknown name: the same 400 as the other routes give
+                    return respond(request, 400, bad.code, f"{loc[-1]}: {bad.message}")
+            if loc == ("body",) and "json" not in request.headers.get("content-type", ""):
+                return respond(request, 422, "invalid_request", "the body must be a JSON object sent with "
+                               f"Content-Type: application/json (got {request.headers.get('content-type')!r})")
         parts = []
         for e in errs[:5]:
             loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
@@ -118,7 +132,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
-        response = respond(request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        code, message = codes.get(exc.status_code, "http_error"), str(exc.detail)
+        if exc.status_code == 400 and message == "There was an error parsing the body":  # e.g. not UTF-8
+            code, message = "invalid_json", "request body is not valid JSON (UTF-8)"
+        response = respond(request, exc.status_code, code, message)
         response.headers.update(exc.headers or {})
         return response
 
@@ -129,6 +146,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if exc.counted:  # a turn's error event: run_turn counted it
+            return error_response(exc.status, exc.code, exc.message)
         return respond(request, exc.status, exc.code, exc.message)
 
     @app.exception_handler(PersonaError)
@@ -258,23 +277,30 @@ def _header_text(text: str, limit: int = 6000) -> str:
 async def _collect_turn(turn: AsyncIterator[ev.Event]) -> tuple[np.ndarray, str]:
     parts: list[np.ndarray] = []
     text = ""
-    async for event in turn:
-        if isinstance(event, ev.AudioOut):
-            parts.append(event.pcm)
-        elif isinstance(event, ev.TurnDone):
-            text = event.text
-        elif isinstance(event, ev.ErrorEvent):
-            raise ApiError.from_event(event)
+    try:
+        async for event in turn:
+            if isinstance(event, ev.AudioOut):
+                parts.append(event.pcm)
+            elif isinstance(event, ev.TurnDone):
+                text = event.text
+            elif isinstance(event, ev.ErrorEvent):
+                raise ApiError.from_event(event)
+    finally:
+        await turn.aclose()  # type: ignore[attr-defined]  # now, not at garbage collection: the key's turn slot
     return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), text
 
 
 async def _first_audio(turn: AsyncIterator[ev.Event]) -> list[np.ndarray]:
     """Pull events until the first audio so that errors before it still become 4xx responses."""
-    async for event in turn:
-        if isinstance(event, ev.ErrorEvent):
-            raise ApiError.from_event(event)
-        if isinstance(event, ev.AudioOut):
-            return [event.pcm]
+    try:
+        async for event in turn:
+            if isinstance(event, ev.ErrorEvent):
+                raise ApiError.from_event(event)
+            if isinstance(event, ev.AudioOut):
+                return [event.pcm]
+    except BaseException:
+        await turn.aclose()  # type: ignore[attr-defined]
+        raise
     return []
 
 
@@ -313,6 +339,9 @@ async def _first_chunk(chunks: AsyncIterator[np.ndarray]) -> list[np.ndarray]:
         return [await chunks.__anext__()]
     except StopAsyncIteration:
         return []
+    except BaseException:
+        await chunks.aclose()  # type: ignore[attr-defined]
+        raise
 
 
 async def _chunk_stream(first: list[np.ndarray], chunks: AsyncIterator[np.ndarray],

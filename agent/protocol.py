@@ -62,7 +62,7 @@ class TTSRequest(_Body):
     top_k: Int = Field(15, ge=1, le=1024)
     top_p: Float = Field(1.0, gt=0.0, le=1.0)
     temperature: Float = Field(1.0, gt=0.0, le=5.0)
-    text_split_method: str = "cut5"
+    text_split_method: Literal["cut0", "cut1", "cut2", "cut3", "cut4", "cut5"] = "cut5"  # cut0: no split
     batch_size: Int = Field(1, ge=1, le=64)
     batch_threshold: Float = 0.75
     split_bucket: Flag = True

@@ -36,16 +36,17 @@ DEMO_CHAT_DIR = "demo-chat"
 class ApiError(Exception):
     """An error the routes turn into `{"error": {"code", "message"}}` with `status`."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, counted: bool = False):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.counted = counted  # already in the error metrics (an error event of a turn)
 
     @classmethod
     def from_event(cls, event: ev.ErrorEvent) -> ApiError:
         status = {"busy": 429, "unknown_speaker": 404, "unknown_persona": 404, "text_too_long": 413}.get(event.code)
         if status is None:
             status = 502 if event.code in LLM_ERROR_CODES else 400  # the LLM upstream failed: bad gateway
-        return cls(status, event.code, event.message)
+        return cls(status, event.code, event.message, counted=True)
 
 
 class Runtime:
@@ -258,7 +259,7 @@ class Runtime:
     def _with_reference(self, speaker: Any, body: TTSRequest) -> Any:
         from tts.speakers import ReferenceSet
 
-        aux = tuple(self._allowed_path(p) for p in body.aux_ref_audio_paths)
+        aux = tuple(self._allowed_path(p, "aux_ref_audio_paths") for p in body.aux_ref_audio_paths)
         if not body.ref_audio_path:  # aux clips only: the speaker's own reference, its style averaged with them
             ref = speaker.reference
             return dataclasses.replace(speaker, reference=dataclasses.replace(ref, aux=ref.aux + aux))
@@ -266,21 +267,23 @@ class Runtime:
         lang = body.prompt_lang or speaker.reference.language
         return dataclasses.replace(speaker, reference=ReferenceSet(path, body.prompt_text, lang, aux))
 
-    def _allowed_path(self, value: str) -> Path:
-        """A reference clip path, confined to the speakers folder and `paths.ref_audio_dirs`
-        (403 outside them, 404 when no such file is inside)."""
+    def _allowed_path(self, value: str, field: str = "ref_audio_path") -> Path:
+        """A reference clip path (of request field `field`), confined to the speakers folder and
+        `paths.ref_audio_dirs` (403 outside them, 404 when no such file is inside)."""
         roots = [self.settings.paths.speakers_dir.resolve(), *(d.resolve() for d in self.settings.paths.ref_audio_dirs)]
         allowed = ", ".join(str(r) for r in roots)
         raw = Path(value)
-        if "\x00" in value or ".." in raw.parts:
-            raise ApiError(403, "forbidden_path", f"ref_audio_path {value!r} may not contain '..'; allowed folders: {allowed}")
+        if "\x00" in value:
+            raise ApiError(403, "forbidden_path", f"{field} {value!r} may not contain a NUL character")
+        if ".." in raw.parts:
+            raise ApiError(403, "forbidden_path", f"{field} {value!r} may not contain '..'; allowed folders: {allowed}")
         for cand in ([raw] if raw.is_absolute() else [r / raw for r in roots]):
             real = cand.resolve()
             if not any(real.is_relative_to(r) for r in roots):
-                raise ApiError(403, "forbidden_path", f"ref_audio_path {value!r} is outside the allowed folders ({allowed})")
+                raise ApiError(403, "forbidden_path", f"{field} {value!r} is outside the allowed folders ({allowed})")
             if real.is_file():
                 return real
-        raise ApiError(404, "reference_not_found", f"ref_audio_path {value!r}: no such file in the allowed folders ({allowed})")
+        raise ApiError(404, "reference_not_found", f"{field} {value!r}: no such file in the allowed folders ({allowed})")
 
     def speech_request(self, body: SpeechRequest) -> tuple[Any, SynthesisOptions]:
         self.check_text(body.input, limit=4096)
@@ -360,6 +363,8 @@ class Runtime:
         with self.limiter.turn(key_id):
             t0 = time.perf_counter()
             first_text = first_audio = True
+            sentence_t0: float | None = None
+            outcome = "interrupted"  # unless the turn ends otherwise: the consumer stopped early (client gone)
             task = asyncio.current_task()
             if task is not None:
                 self._tasks.add(task)
@@ -369,18 +374,26 @@ class Runtime:
                 # stages now, not when the garbage collector finalises the inner generator
                 async with contextlib.aclosing(session.run_turn(text)) as events:
                     async for event in events:
-                        if first_text and isinstance(event, ev.TextDelta):
-                            self.metrics.llm_first_token.observe(time.perf_counter() - t0)
+                        now = time.perf_counter()
+                        if isinstance(event, ev.TextDelta) and first_text:
+                            self.metrics.llm_first_token.observe(now - t0)
                             first_text = False
-                        elif first_audio and isinstance(event, ev.AudioOut):
-                            self.metrics.time_to_first_audio.observe(time.perf_counter() - t0)
+                        elif isinstance(event, ev.AudioOut) and first_audio:
+                            self.metrics.time_to_first_audio.observe(now - t0)
                             first_audio = False
+                        elif isinstance(event, ev.SentenceStarted):
+                            sentence_t0 = now
+                        elif isinstance(event, ev.SentenceDone) and sentence_t0 is not None and event.audio_ms > 0:
+                            self.metrics.rtf.observe((now - sentence_t0) * 1000.0 / event.audio_ms)
                         elif isinstance(event, ev.TurnDone):
-                            self.metrics.turns.inc("interrupted" if event.interrupted else "completed")
+                            outcome = ("interrupted" if event.interrupted
+                                       else "failed" if outcome == "failed" else "completed")
                         elif isinstance(event, ev.ErrorEvent):
+                            outcome = "failed"
                             self.metrics.errors.inc(event.code)
                         yield event
             finally:
+                self.metrics.turns.inc(outcome)
                 self.metrics.active_turns.dec()
                 if task is not None:
                     self._tasks.discard(task)

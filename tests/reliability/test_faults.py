@@ -206,6 +206,8 @@ async def test_llm_refuses_connections(fserver, fllm):
     port = fllm.port
     fllm.stop()
     try:
+        async with httpx.AsyncClient(base_url=fserver.url, timeout=60) as c:
+            before = await _metrics(c)
         async with websockets.connect(fserver.ws_url, open_timeout=30) as ws:
             await recv(ws, 30)
             t = await turn(ws, "你好", timeout=60)
@@ -213,6 +215,9 @@ async def test_llm_refuses_connections(fserver, fllm):
         async with httpx.AsyncClient(base_url=fserver.url, timeout=60) as c:
             r = await c.post("/chat2audio", json={"input": "你好", "speaker": "Nahida"})
             assert r.status_code == 502 and r.json()["error"]["code"] == "connect_failed", r.text
+            after = await _metrics(c)  # each failed turn counted once, as failed
+            key, failed = 'chat2audio_errors_total{code="connect_failed"}', 'chat2audio_turns_total{outcome="failed"}'
+            assert after[key] - before.get(key, 0) == 2 and after[failed] - before.get(failed, 0) == 2
             await asyncio.sleep(5.1)  # past the health check's cache
             h = (await c.get("/health")).json()
             assert h["live"] and not h["ready"] and not h["llm"]["reachable"], h
@@ -222,3 +227,9 @@ async def test_llm_refuses_connections(fserver, fllm):
         fllm._ready.clear()
         fllm.start()
     await healthy_turn(fserver.ws_url)
+
+
+async def _metrics(c: httpx.AsyncClient) -> dict[str, float]:
+    """The counters and gauges of /metrics by their full name with labels."""
+    text = (await c.get("/metrics")).text
+    return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln and ln[0] != "#"}

@@ -114,6 +114,9 @@ def test_lists_health_metrics(client):
     m = client.get("/metrics")
     count = [ln for ln in m.text.splitlines() if ln.startswith("chat2audio_time_to_first_audio_seconds_count")]
     assert count and int(count[0].split()[1]) >= 1
+    rtf = [ln for ln in m.text.splitlines() if ln.startswith("chat2audio_tts_rtf_count")]
+    assert rtf and int(float(rtf[0].split()[1])) >= 1, "chat turns record the TTS real-time factor"
+    assert 'chat2audio_turns_total{outcome="completed"}' in m.text
     assert 'chat2audio_http_requests_total{route="/chat2audio",status="200"}' in m.text
     assert m.headers["content-type"].startswith("text/plain")
     assert client.post("/admin/reload").status_code == 403  # no admin keys configured
@@ -126,7 +129,12 @@ BAD = [
     ("POST", "/chat2audio", {"input": 5, "speaker": ["x"]}, 422, "invalid_request"),
     ("POST", "/chat2audio", {"input": "hi", "speaker": "Nobody"}, 404, "unknown_speaker"),
     ("POST", "/chat2audio", {"input": "hi", "persona": "nobody"}, 404, "unknown_persona"),
-    ("POST", "/chat2audio", {"input": "hi", "format": "wma"}, 422, "invalid_request"),
+    ("POST", "/chat2audio", {"input": "hi", "format": "wma"}, 400, "unsupported_format"),
+    ("POST", "/chat2audio", {"input": "hi", "format": "aac"}, 400, "unsupported_format"),
+    ("POST", "/tts", {"text": "hi", "media_type": "aac"}, 400, "unsupported_format"),
+    ("POST", "/chat2audio", {"input": "啊" * 100_000}, 413, "text_too_long"),
+    ("POST", "/tts", {"text": "hi", "text_split_method": "cut9"}, 422, "invalid_request"),
+    ("POST", "/chat2audio", b'\xff\xfe{"input": "hi"}', 400, "invalid_json"),
     ("POST", "/chat2audio", {"input": "x" * 5000}, 413, "text_too_long"),
     ("POST", "/chat2audio", {"input": "   "}, 422, "invalid_request"),
     ("POST", "/tts", {"text": "hi", "text_lang": "klingon"}, 422, "invalid_request"),
@@ -135,9 +143,10 @@ BAD = [
     ("POST", "/tts", {"text": "hi", "speed_factor": 9}, 422, "invalid_request"),
     ("POST", "/tts", {"text": "hi", "ref_audio_path": "../../etc/passwd"}, 403, "forbidden_path"),
     ("POST", "/v1/audio/speech", {"input": "hi", "voice": "alloy"}, 404, "unknown_speaker"),
-    ("POST", "/v1/audio/speech", {"input": "x" * 4097, "voice": "Nahida"}, 422, "invalid_request"),
+    ("POST", "/v1/audio/speech", {"input": "x" * 4097, "voice": "Nahida"}, 413, "text_too_long"),
     ("POST", "/v1/audio/speech", {"input": "hi", "voice": "Nahida", "speed": 0.1}, 422, "invalid_request"),
-    ("POST", "/v1/audio/speech", {"input": "hi", "voice": "Nahida", "response_format": "wma"}, 422, "invalid_request"),
+    ("POST", "/v1/audio/speech", {"input": "hi", "voice": "Nahida", "response_format": "wma"}, 400,
+     "unsupported_format"),
     ("GET", "/nope", None, 404, "not_found"),
     ("GET", "/chat2audio", None, 405, "method_not_allowed"),
     ("POST", "/tts", b"x" * 2_000_000, 413, "body_too_large"),
@@ -158,6 +167,15 @@ def test_bad_requests_get_json_4xx(client, method, path, body, status, code):
     if code in ("unknown_speaker", "unknown_persona"):
         assert "available" in err["message"]
     assert client.get("/health/live").status_code == 200
+
+
+def test_error_messages_name_the_problem(client):
+    r = client.post("/chat2audio", content=b'{"input": "hi"}', headers={"content-type": "text/plain"})
+    assert r.status_code == 422 and "Content-Type: application/json" in r.json()["error"]["message"]
+    r = client.post("/tts", json={"text": "hi", "ref_audio_path": "Nahida/ref.wav\u0000x"})
+    assert r.status_code == 403 and "NUL" in r.json()["error"]["message"]
+    r = client.post("/tts", json={"text": "hi", "aux_ref_audio_paths": ["/etc/passwd"]})
+    assert r.status_code == 403 and r.json()["error"]["message"].startswith("aux_ref_audio_paths")
 
 
 def test_check_command_on_the_demo(demo_cache, capsys):
