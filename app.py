@@ -111,9 +111,6 @@ def _install_error_handlers(app: FastAPI) -> None:
             return respond(request, 400, "invalid_json", "request body is not valid JSON")
         for e in errs:
             loc = tuple(e.get("loc", ()))
-            if loc in (("body", "input"), ("body", "text")) and e.get("type") == "string_too_long":
-                limit = e.get("ctx", {}).get("max_length")
-                return respond(request, 413, "text_too_long", f"{loc[-1]} is longer than {limit} characters")
             if loc[:1] == ("body",) and loc[1:] in (("format",), ("media_type",), ("response_format",)) \
                     and isinstance(e.get("input"), str):
                 try:

@@ -41,7 +41,7 @@ class _Body(BaseModel):
 class ChatRequest(_Body):
     """POST /chat2audio. The seed request `{"input": "...", "speaker": "Nahida"}` works as is."""
 
-    input: str = Field(..., min_length=1, max_length=20000, pattern=SPOKEN, description="What the user says")
+    input: str = Field(..., min_length=1, pattern=SPOKEN, description="What the user says (at most limits.max_text_chars: 413 text_too_long)")
     speaker: str | None = Field(None, description="Speaker id (GET /speakers); default from config")
     persona: str | None = Field(None, description="Persona id (GET /personas); default: the speaker's persona")
     session_id: str | None = Field(None, max_length=128, description="Continue a conversation")
@@ -52,7 +52,7 @@ class ChatRequest(_Body):
 class TTSRequest(_Body):
     """POST /tts with the GPT-SoVITS api_v2 field names, plus `speaker`."""
 
-    text: str = Field(..., min_length=1, max_length=20000, pattern=SPOKEN)
+    text: str = Field(..., min_length=1, pattern=SPOKEN, description="At most limits.max_text_chars (413 text_too_long)")
     text_lang: Language = "auto"
     speaker: str | None = Field(None, description="Speaker id; default from config")
     ref_audio_path: str | None = Field(None, description="Reference clip inside the speakers or configured folders")
@@ -84,7 +84,7 @@ class SpeechRequest(_Body):
     """POST /v1/audio/speech (OpenAI semantics)."""
 
     model: str = Field("tts-1", max_length=256)
-    input: str = Field(..., min_length=1, max_length=4096, pattern=SPOKEN)
+    input: str = Field(..., min_length=1, pattern=SPOKEN, description="At most 4096 characters (413 text_too_long)")
     voice: Annotated[str, Field(min_length=1, max_length=128)] | VoiceRef = Field(
         ..., description="A speaker id (GET /v1/audio/voices), or {\"id\": ...}")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
