@@ -60,14 +60,16 @@ async def test_sigterm_during_turns(demo_cache: Path, slow_llm: FakeOpenAI, tmp_
         t_term = time.monotonic()
         proc.send_signal(signal.SIGTERM)
 
-        async def until_closed(ws) -> None:
+        async def until_closed(ws) -> list[str]:
+            kinds = []
             try:
                 while True:
-                    await asyncio.wait_for(ws.recv(), EXIT_BOUND_S)
+                    kinds.append(json.loads(await asyncio.wait_for(ws.recv(), EXIT_BOUND_S))["type"])
             except websockets.ConnectionClosed:
-                return
+                return kinds
 
-        await asyncio.wait_for(asyncio.gather(*(until_closed(ws) for ws in sockets)), EXIT_BOUND_S)
+        seen = await asyncio.wait_for(asyncio.gather(*(until_closed(ws) for ws in sockets)), EXIT_BOUND_S)
+        assert all("turn.done" in kinds for kinds in seen), seen  # each turn was ended before its socket closed
         code = await asyncio.to_thread(proc.wait, EXIT_BOUND_S)
         took = time.monotonic() - t_term
         out = (tmp_path / "server.log").read_text()
