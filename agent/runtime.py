@@ -145,25 +145,23 @@ class Runtime:
         interrupted) and let the WebSockets send what they hold. Without this a WebSocket turn would
         be cut at once: the server closes open sockets with 1012 as soon as it shuts down."""
         self.draining = True
-        await self._wait_turns(self.settings.server.shutdown_grace_s)
-        if self.sessions is not None and any(not t.done() for t in self._tasks):
+        if await self._wait_turns(self.settings.server.shutdown_grace_s) and self.sessions is not None:
             self.sessions.interrupt_all()
             await self._wait_turns(2.0)
         deadline = time.monotonic() + 1.0
         while any(not c.flushed() for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
-    async def _wait_turns(self, timeout: float) -> None:
+    async def _wait_turns(self, timeout: float) -> set[asyncio.Task]:
+        """Wait up to `timeout` s for the running turns to end; returns those still running."""
         tasks = [t for t in self._tasks if not t.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        if not tasks:
+            return set()
+        return (await asyncio.wait(tasks, timeout=timeout))[1]
 
     async def stop(self) -> None:
-        tasks = [t for t in self._tasks if not t.done()]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.settings.server.shutdown_grace_s)
-            for t in pending:
-                t.cancel()
+        for t in await self._wait_turns(self.settings.server.shutdown_grace_s):
+            t.cancel()
         if self.llm is not None:
             await self.llm.aclose()
         if self._vllm is not None:
@@ -385,9 +383,8 @@ class Runtime:
                             sentence_t0 = now
                         elif isinstance(event, ev.SentenceDone) and sentence_t0 is not None and event.audio_ms > 0:
                             self.metrics.rtf.observe((now - sentence_t0) * 1000.0 / event.audio_ms)
-                        elif isinstance(event, ev.TurnDone):
-                            outcome = ("interrupted" if event.interrupted
-                                       else "failed" if outcome == "failed" else "completed")
+                        elif isinstance(event, ev.TurnDone) and outcome != "failed":
+                            outcome = "interrupted" if event.interrupted else "completed"
                         elif isinstance(event, ev.ErrorEvent):
                             outcome = "failed"
                             self.metrics.errors.inc(event.code)
