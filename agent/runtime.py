@@ -422,7 +422,8 @@ def _engine_config(cls: Any, s: Settings) -> Any:
               "max_batch": s.tts.max_batch, "max_queue": s.tts.max_queue, "threads": s.tts.threads,
               "t2s_quant": s.tts.t2s_quant, "vocoder_dtype": s.tts.vocoder_dtype,
               "first_chunk_tokens": s.tts.first_chunk_tokens,
-              "chunk_tokens": s.tts.chunk_tokens, "max_text_chars": s.limits.max_text_chars}
+              "chunk_tokens": s.tts.chunk_tokens, "max_text_chars": s.limits.max_text_chars,
+              "text_cache_size": s.tts.text_cache_size}
     return cls(**{k: v for k, v in values.items() if v is not None})
 
 

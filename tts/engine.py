@@ -12,6 +12,7 @@ steps (`Scheduler.call`): one thread owns the intra-op thread team.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -63,6 +64,7 @@ class EngineConfig:
     tokens_per_phone: float = 8.0  # safety cap on new tokens per text phone
     max_text_chars: int = 2000
     model_cache_size: int = 2  # loaded GPT and SoVITS checkpoints kept (each)
+    text_cache_size: int = 256  # sentences whose phones + BERT features are kept: a repeated line skips both
     threads: int | None = None  # torch intra-op threads; None = torch's default
     prep_threads: int = 2
     outbox_chunks: int = 64
@@ -154,6 +156,8 @@ class Engine:
                                  vocode_batch=models_io.vocode_plans)
         self._closed = False
         self._prompt_settings = f"hubert={_dir_id(config.hubert_dir)};bert={_dir_id(config.bert_dir)}"
+        # (text, language) -> (phone ids, BERT features, normalised text), read-only arrays; ~4 KB a phone
+        self._phones_and_bert = functools.lru_cache(config.text_cache_size)(self._text_features)
 
     # ---- public API ---------------------------------------------------------------------
     def synthesize(self, text: str, speaker: str | Speaker,
@@ -209,6 +213,7 @@ class Engine:
                  vocoder_dtype=self.config.vocoder_dtype,
                  gpt_models=self._gpts.loaded(), sovits_models=self._sovits.loaded(),
                  hubert_loaded=self._ssl is not None, bert_loaded=self._bert is not None,
+                 text_cache_hits=self._phones_and_bert.cache_info().hits,
                  speakers=len(self.speakers()),
                  speaker_errors=dict(self.registry.errors) if self.registry else {})
         return h
@@ -292,8 +297,9 @@ class Engine:
             phones, bert, norm = np.zeros(0, np.int64), np.zeros((1024, 0), np.float32), ""
         return SpeakerPrompt(tokens, ge, phones, bert, norm)
 
-    def _phones_and_bert(self, text: str, lang: str) -> tuple[np.ndarray, np.ndarray, str]:
-        """Phone ids [L] and BERT features [1024, L]; BERT only for zh segments."""
+    def _text_features(self, text: str, lang: str) -> tuple[np.ndarray, np.ndarray, str]:
+        """Phone ids [L] and BERT features [1024, L] (read-only); BERT only for zh segments. Called
+        through `self._phones_and_bert`, its LRU cache (`text_cache_size`)."""
         segments = models_io.to_segments(text, lang)
         ids = [i for s in segments for i in s.ids]  # to_segments already prefixes "." below 6 phones
         need_bert = any(s.lang == "zh" for s in segments) and _HAN.search(text) is not None
@@ -304,7 +310,9 @@ class Engine:
                  for s in segments]
         bert = np.concatenate(feats, axis=1) if feats else np.zeros((1024, 0), np.float32)
         norm = "".join(s.norm_text for s in segments)
-        return np.asarray(ids, np.int64), bert, norm
+        phones = np.asarray(ids, np.int64)
+        phones.flags.writeable = bert.flags.writeable = False  # shared by every request of this text
+        return phones, bert, norm
 
     def _sentence_job(self, index: int, text: str, lang: str, sp: Speaker, options: SynthesisOptions,
                       prompt: SpeakerPrompt, gpt: Any, vits: Any, seed: int) -> SentenceJob:
@@ -319,7 +327,7 @@ class Engine:
         all_bert = torch.from_numpy(np.concatenate([prompt.bert, bert], axis=1)).to(self.device, self.dtype)
         prompt_t = torch.from_numpy(prompt.prompt_tokens).to(self.device)
         speed = _pick(options.speed, prof.speed_factor)
-        text_phones = torch.from_numpy(phones).to(self.device)
+        text_phones = torch.tensor(phones, device=self.device)  # a copy: the cached array is read-only
         ge = torch.from_numpy(prompt.ge).to(self.device)
 
         def make_vocoder() -> Callable[[list[int], bool], np.ndarray]:

@@ -59,6 +59,25 @@ def test_seeded_requests_repeat(engine):
     np.testing.assert_array_equal(a, b)
 
 
+def test_repeated_sentence_reuses_its_phones_and_bert(engine_config, tmp_path, monkeypatch):
+    """A repeated line skips the frontend and BERT (the text cache) and sounds exactly the same;
+    `text_cache_size: 0` computes them every time."""
+    from tts import pipeline
+
+    seen = []
+    real = pipeline.to_segments
+    monkeypatch.setattr(pipeline, "to_segments", lambda text, lang: seen.append(text) or real(text, lang))
+    opts = SynthesisOptions(seed=5, split=False)
+    for size, frontend_runs, hits in ((256, 1, 1), (0, 2, 0)):
+        seen.clear()
+        with Engine(replace(engine_config, cache_dir=tmp_path / f"c{size}", text_cache_size=size)) as e:
+            a = _audio(e.synthesize("早上好，旅行者。", "demo", opts))
+            b = _audio(e.synthesize("早上好，旅行者。", "demo", opts))
+            np.testing.assert_array_equal(a, b)
+            assert sum("旅行者" in t for t in seen) == frontend_runs, seen
+            assert e.health()["text_cache_hits"] == hits
+
+
 @pytest.mark.parametrize("quant", ["int8", "bf16"])
 def test_cpu_quantised_t2s_synthesizes(engine_config, tmp_path, quant):
     e = Engine(replace(engine_config, cache_dir=tmp_path, t2s_quant=quant))
