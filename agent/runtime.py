@@ -63,6 +63,7 @@ class Runtime:
         self._vllm: Any = None
         self._llm_model = settings.llm.model
         self._llm_check: tuple[float, bool, str] = (0.0, False, "not checked")
+        self._llm_probe: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self.draining = False  # shutdown has begun: new turns are refused
         self.connections: set[Any] = set()  # live WebSocket connections (their `flushed()` is awaited on drain)
@@ -162,6 +163,8 @@ class Runtime:
     async def stop(self) -> None:
         for t in await self._wait_turns(self.settings.server.shutdown_grace_s):
             t.cancel()
+        if self._llm_probe is not None:
+            self._llm_probe.cancel()
         if self.llm is not None:
             await self.llm.aclose()
         if self._vllm is not None:
@@ -193,9 +196,15 @@ class Runtime:
             return False, "not started"
         if self.settings.llm.backend == "transformers":
             return True, "in-process"
-        at, ok, detail = self._llm_check
-        if time.monotonic() - at < 5.0:
-            return ok, detail
+        # one probe at a time, at most every 5 s; a health request waits for it at most 0.5 s and
+        # otherwise answers with the last result (a hung LLM must not make /health hang for 3 s)
+        if time.monotonic() - self._llm_check[0] >= 5.0 and (self._llm_probe is None or self._llm_probe.done()):
+            self._llm_probe = asyncio.create_task(self._probe_llm())
+        if self._llm_probe is not None and not self._llm_probe.done():
+            await asyncio.wait([self._llm_probe], timeout=0.5)
+        return self._llm_check[1], self._llm_check[2]
+
+    async def _probe_llm(self) -> None:
         try:
             models = await asyncio.wait_for(self.llm.list_models(), timeout=3.0)
             ok, detail = True, f"{len(models)} model(s)"
@@ -204,7 +213,6 @@ class Runtime:
         except Exception as e:
             ok, detail = False, f"{type(e).__name__}: {getattr(e, 'message', e)}"
         self._llm_check = (time.monotonic(), ok, detail)
-        return ok, detail
 
     def speaker_list(self) -> list[dict[str, Any]]:
         if self.engine is None:

@@ -233,3 +233,28 @@ async def _metrics(c: httpx.AsyncClient) -> dict[str, float]:
     """The counters and gauges of /metrics by their full name with labels."""
     text = (await c.get("/metrics")).text
     return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln and ln[0] != "#"}
+
+
+async def test_health_answers_promptly_while_the_llm_hangs(demo_cache: Path):
+    """An LLM that accepts connections and never answers: /health does not wait for it (one probe in
+    the background, at most 0.5 s of waiting), reports it unreachable, and the TTS keeps working."""
+    import socket
+    import types
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # never accepted: connects succeed, no byte ever comes back
+    llm = types.SimpleNamespace(base_url=f"http://127.0.0.1:{silent.getsockname()[1]}/v1")
+    srv = start_server(demo_cache, llm, CHAT2AUDIO_LLM__TIMEOUT_S="2")
+    try:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
+            for _ in range(3):
+                t0 = time.monotonic()
+                h = (await c.get("/health")).json()
+                assert time.monotonic() - t0 < 1.5 and not h["llm"]["reachable"] and not h["ready"], h
+                await asyncio.sleep(2.6)  # past the probe's timeout (2 s) and, by the third, its 5 s cache
+            r = await c.post("/tts", json={"text": "你好。", "speaker": "Nahida", "media_type": "pcm"})
+            assert r.status_code == 200 and len(r.content) > 0
+    finally:
+        srv.stop()
+        silent.close()
