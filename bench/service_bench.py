@@ -6,7 +6,8 @@ OpenAI-compatible server streaming scripted replies at a set token rate.
     python bench/service_bench.py --size v2 --sessions 1,2,3      # real v2 model sizes, random weights
     python bench/service_bench.py --url ws://127.0.0.1:8000/ws   # a service already running
       (point its LLM at the scripted server: --llm-port 9100 and
-       CHAT2AUDIO_LLM__BACKEND=openai CHAT2AUDIO_LLM__BASE_URL=http://127.0.0.1:9100/v1)
+       CHAT2AUDIO_LLM__BACKEND=openai CHAT2AUDIO_LLM__BASE_URL=http://127.0.0.1:9100/v1, and set
+       CHAT2AUDIO_TTS__TEXT_CACHE_SIZE=0: the scripted reply repeats, new replies would not hit the cache)
 
 Reports per level: time to first audio (input.text -> first audio event) p50/p95, real-time factor
 per stream (turn wall time / audio seconds; below 1 the stream stays ahead of playback), errors, and
@@ -91,7 +92,10 @@ class Service:
         env = {**os.environ, "CHAT2AUDIO_LLM__BACKEND": "openai", "CHAT2AUDIO_LLM__BASE_URL": llm_url,
                "CHAT2AUDIO_PATHS__CACHE_DIR": str(cache),
                "CHAT2AUDIO_LIMITS__MAX_CONCURRENT_TURNS_PER_KEY": str(max_turns_per_key),
-               "CHAT2AUDIO_LIMITS__MAX_SESSIONS_PER_KEY": str(max(32, max_turns_per_key))}
+               "CHAT2AUDIO_LIMITS__MAX_SESSIONS_PER_KEY": str(max(32, max_turns_per_key)),
+               # every session gets the same scripted reply: without this its sentences would be text
+               # cache hits after the first turn, skipping the frontend and BERT that new replies pay for
+               "CHAT2AUDIO_TTS__TEXT_CACHE_SIZE": "0"}
         cache.mkdir(parents=True, exist_ok=True)
         self.log = cache / "service_bench.log"
         with self.log.open("wb") as log:
