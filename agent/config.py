@@ -63,7 +63,7 @@ class TTSSettings(_Section):
     t2s_quant: Literal["auto", "none", "int8", "bf16"] = "auto"  # CPU only; see docs/performance.md
     vocoder_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # HiFi-GAN only; see docs/performance.md
     g2pw_dir: Path | None = None  # G2PW polyphone model folder (zh); None = pypinyin readings
-    text_cache_size: int = Field(256, ge=0)  # sentences whose phones + BERT features are kept; 0 = off
+    text_cache_size: int = Field(128, ge=0)  # sentences (<= 64 characters) whose phones + BERT are kept; 0 = off
 
 
 class AuthSettings(_Section):

@@ -253,7 +253,7 @@ def first_audio_ms_e2e(models: dict, device: torch.device, threads: int, tmp: Pa
     text = "今天天气很好，我们一起去公园吧。"  # 15 characters incl. punctuation, 13 spoken
     opts = SynthesisOptions(seed=0, split=False)
     out = []
-    for cache in (0, 256):
+    for cache in (0, 128):
         cfg = EngineConfig(device=str(device), speakers_dir=spk.parent, max_batch=8, max_len=512,
                            first_chunk_tokens=10, chunk_tokens=24, threads=threads, text_cache_size=cache)
         firsts, rtfs = [], []

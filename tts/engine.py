@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
            "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+CACHED_TEXT_CHARS = 64  # longer sentences are not kept in the engine's text cache
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
@@ -64,7 +65,7 @@ class EngineConfig:
     tokens_per_phone: float = 8.0  # safety cap on new tokens per text phone
     max_text_chars: int = 2000
     model_cache_size: int = 2  # loaded GPT and SoVITS checkpoints kept (each)
-    text_cache_size: int = 256  # sentences whose phones + BERT features are kept: a repeated line skips both
+    text_cache_size: int = 128  # short sentences whose phones + BERT features are kept: a repeated line skips both
     threads: int | None = None  # torch intra-op threads; None = torch's default
     prep_threads: int = 2
     outbox_chunks: int = 64
@@ -156,8 +157,9 @@ class Engine:
                                  vocode_batch=models_io.vocode_plans)
         self._closed = False
         self._prompt_settings = f"hubert={_dir_id(config.hubert_dir)};bert={_dir_id(config.bert_dir)}"
-        # (text, language) -> (phone ids, BERT features, normalised text), read-only arrays; ~4 KB a phone
-        self._phones_and_bert = functools.lru_cache(config.text_cache_size)(self._text_features)
+        # (text, language) -> (phone ids, BERT features, normalised text), read-only arrays; ~4 KB a phone,
+        # so at most ~60 MB for 128 sentences of CACHED_TEXT_CHARS
+        self._cached_features = functools.lru_cache(config.text_cache_size)(self._text_features)
 
     # ---- public API ---------------------------------------------------------------------
     def synthesize(self, text: str, speaker: str | Speaker,
@@ -213,7 +215,7 @@ class Engine:
                  vocoder_dtype=self.config.vocoder_dtype,
                  gpt_models=self._gpts.loaded(), sovits_models=self._sovits.loaded(),
                  hubert_loaded=self._ssl is not None, bert_loaded=self._bert is not None,
-                 text_cache_hits=self._phones_and_bert.cache_info().hits,
+                 text_cache_hits=self._cached_features.cache_info().hits,
                  speakers=len(self.speakers()),
                  speaker_errors=dict(self.registry.errors) if self.registry else {})
         return h
@@ -297,9 +299,15 @@ class Engine:
             phones, bert, norm = np.zeros(0, np.int64), np.zeros((1024, 0), np.float32), ""
         return SpeakerPrompt(tokens, ge, phones, bert, norm)
 
+    def _phones_and_bert(self, text: str, lang: str) -> tuple[np.ndarray, np.ndarray, str]:
+        """`_text_features`, from the LRU cache (`text_cache_size`) for sentences of up to
+        `CACHED_TEXT_CHARS` characters (stock phrases repeat; long texts rarely do and are large)."""
+        if len(text) > CACHED_TEXT_CHARS:
+            return self._text_features(text, lang)
+        return self._cached_features(text, lang)
+
     def _text_features(self, text: str, lang: str) -> tuple[np.ndarray, np.ndarray, str]:
-        """Phone ids [L] and BERT features [1024, L] (read-only); BERT only for zh segments. Called
-        through `self._phones_and_bert`, its LRU cache (`text_cache_size`)."""
+        """Phone ids [L] and BERT features [1024, L] (read-only); BERT only for zh segments."""
         segments = models_io.to_segments(text, lang)
         ids = [i for s in segments for i in s.ids]  # to_segments already prefixes "." below 6 phones
         need_bert = any(s.lang == "zh" for s in segments) and _HAN.search(text) is not None

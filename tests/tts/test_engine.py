@@ -68,7 +68,7 @@ def test_repeated_sentence_reuses_its_phones_and_bert(engine_config, tmp_path, m
     real = pipeline.to_segments
     monkeypatch.setattr(pipeline, "to_segments", lambda text, lang: seen.append(text) or real(text, lang))
     opts = SynthesisOptions(seed=5, split=False)
-    for size, frontend_runs, hits in ((256, 1, 1), (0, 2, 0)):
+    for size, frontend_runs, hits in ((128, 1, 1), (0, 2, 0)):
         seen.clear()
         with Engine(replace(engine_config, cache_dir=tmp_path / f"c{size}", text_cache_size=size)) as e:
             a = _audio(e.synthesize("早上好，旅行者。", "demo", opts))
@@ -76,6 +76,10 @@ def test_repeated_sentence_reuses_its_phones_and_bert(engine_config, tmp_path, m
             np.testing.assert_array_equal(a, b)
             assert sum("旅行者" in t for t in seen) == frontend_runs, seen
             assert e.health()["text_cache_hits"] == hits
+            long = "我们一起去" * 13 + "。"  # over CACHED_TEXT_CHARS: never kept
+            for _ in range(2):
+                list(e.synthesize(long, "demo", opts))
+            assert sum(t == long for t in seen) == 2 and e.health()["text_cache_hits"] == hits
 
 
 @pytest.mark.parametrize("quant", ["int8", "bf16"])
