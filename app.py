@@ -568,7 +568,6 @@ def server(settings: Settings, **config: Any) -> Server:
 
 def main(argv: list[str] | None = None) -> None:
     """`python app.py [--config FILE] [--host H] [--port P]`: serve with uvicorn."""
-
     parser = argparse.ArgumentParser(description="chat2audio voice-chat service")
     parser.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/default.yaml)")
     parser.add_argument("--host", default=None, help="bind address (default: server.host, 127.0.0.1)")
