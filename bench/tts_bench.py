@@ -10,9 +10,9 @@ The core keys measure the T2S as the engine's default config runs it (`t2s_quant
 on this machine and reported as `t2s_quant`).
 
 Keys: t2s_prefill_ms, t2s_ms_per_token, t2s_batch8_tokens_per_s, sovits_rtf, first_chunk_ms,
-first_audio_ms_e2e (+ _repeat: the same line again, text cache on), peak_rss_mb, device, threads, t2s_quant; the bfloat16-vocoder SoVITS (RTF and
-rms error against float32), and on CPU each T2S mode (t2s_fp32_*, t2s_bf16_*, t2s_int8_*) with its
-greedy-token agreement against float32.
+first_audio_ms_e2e (and _repeat: the same line again, text cache on), peak_rss_mb, device, threads,
+t2s_quant; the bfloat16-vocoder SoVITS (RTF and rms error against float32), and on CPU each T2S mode
+(t2s_fp32_*, t2s_bf16_*, t2s_int8_*) with its greedy-token agreement against float32.
 """
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ def fast_profile(t2s: T2SModel, vits: SynthesizerTrn) -> tuple[T2SModel, Synthes
     return t2s.quantize_int8(), bf16_vocoder(vits)
 
 
-def vocoder_bf16(vits: SynthesizerTrn, vits_bf16: SynthesizerTrn, device: torch.device) -> dict:
+def bf16_vocoder_keys(vits: SynthesizerTrn, vits_bf16: SynthesizerTrn, device: torch.device) -> dict:
     """SoVITS with its HiFi-GAN in bfloat16 (`tts.vocoder_dtype`): RTF and rms error vs float32."""
     rtf32, ref = _sovits_run(vits, device)
     rtf, audio = _sovits_run(vits_bf16, device)
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         res["first_chunk_ms"] = round(first_chunk_ms(t2s, vits, device), 1)
     with torch.inference_mode():
         vits_bf16 = bf16_vocoder(vits)
-        res.update(vocoder_bf16(vits, vits_bf16, device))
+        res.update(bf16_vocoder_keys(vits, vits_bf16, device))
         if device.type == "cpu":
             res.update(cpu_variants(t2s_fp32, t2s, res["t2s_quant"], res, vits, vits_bf16, device, n))
     res["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -77,8 +77,9 @@ def _bf16_weight_linear(x: Tensor, weight: Tensor, bias: Tensor | None, owner: n
                         add: Tensor | None, keep_bf16: bool = False) -> Tensor:
     """`x` (float32 or bfloat16) through a bfloat16 weight: the product runs in bfloat16 (float32
     accumulation inside oneDNN) and comes back in `x`'s dtype (bfloat16 with `keep_bf16`), or in
-    `add`'s when that is given (a float32 `add` is added in float32). Half the weight bytes of float32: the decoder Linears of a batch-1 T2S step take
-    4.4 ms instead of 7.9 (2 threads, AVX512-BF16); not bit-equal to float32."""
+    `add`'s when that is given (a float32 `add` is added in float32). Half the weight bytes of
+    float32: the decoder Linears of a batch-1 T2S step take 4.4 ms instead of 7.9 (2 threads,
+    AVX512-BF16); not bit-equal to float32."""
     b = None if bias is None else bias.to(torch.bfloat16)
     xb = x.to(torch.bfloat16)
     if (weight.device.type != "cpu" or (weight.requires_grad and torch.is_grad_enabled())
@@ -101,10 +102,10 @@ def _epilogue(y: Tensor, relu: bool, add: Tensor | None) -> Tensor:
 def linear(x: Tensor, mod: nn.Module, packed: bool, relu: bool = False, add: Tensor | None = None,
            keep_bf16: bool = False) -> Tensor:
     """`mod(x)` (then ReLU when `relu`, then `add + ...` when `add` is given), through
-    `packed_linear` when `packed` (or when `x` and the weight differ in dtype: a bfloat16 weight
-    with a float32 `x`, see `T2SModel.bf16_weights`) and `mod` is a plain nn.Linear (a quantised or otherwise replaced module runs as itself).
-    `keep_bf16`: a bfloat16-weight Linear without `add` returns bfloat16 (see `packed_linear`)."""
-    if type(mod) is nn.Linear and (packed or mod.weight.dtype != x.dtype or mod.weight.dtype == torch.bfloat16):
+    `packed_linear` when `mod` is a plain nn.Linear (a quantised or otherwise replaced module runs
+    as itself) and either `packed` or its weight is bfloat16 (`T2SModel.bf16_weights`: a float32 or
+    bfloat16 `x`). `keep_bf16`: a bfloat16-weight Linear without `add` returns bfloat16."""
+    if type(mod) is nn.Linear and (packed or mod.weight.dtype == torch.bfloat16):
         return packed_linear(x, mod.weight, mod.bias, mod, relu, add, keep_bf16)
     return _epilogue(mod(x), relu, add)
 

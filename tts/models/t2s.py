@@ -135,7 +135,7 @@ class SelfAttention(nn.Module):
         B, T, C = x.shape
         if self.in_proj is not None:
             qkv = self.in_proj(x)
-        elif self.packed or self.in_proj_weight.dtype != x.dtype:
+        elif self.packed or self.in_proj_weight.dtype == torch.bfloat16:  # the routing rule of `linear`
             qkv = packed_linear(x, self.in_proj_weight, self.in_proj_bias, self)
         else:
             qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
