@@ -6,7 +6,6 @@ on `app.state.runtime`); routes validate, call it and map results or typed error
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import json
 import logging
@@ -18,7 +17,7 @@ from urllib.parse import quote
 
 import numpy as np
 import uvicorn
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -27,14 +26,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent import events as ev
 from agent.asgi import GuardMiddleware, StreamingResponse, count_error, error_response
-from agent.auth import AuthError, LimitError, install_log_redaction, key_from
+from agent.auth import LimitError, install_log_redaction
 from agent.config import ConfigError, Settings, load_settings
 from agent.metrics import CONTENT_TYPE as METRICS_TYPE
-from agent.protocol import (ChatRequest, ErrorBody, InputText, Interrupt, Playback, ProtocolError, SessionUpdate,
-                            SpeechRequest, TTSRequest, audio_message, dumps, parse_client_event, server_message)
+from agent.protocol import ChatRequest, ErrorBody, SpeechRequest, TTSRequest
 from agent.personas import PersonaError
 from agent.runtime import ApiError, Runtime
 from agent.session import SessionLimitError
+from agent.ws import add_ws_route
 from tts.encoders import MEDIA_TYPES, StreamEncoder, can_stream, check_format, encode, output_rate
 from tts.errors import TTSError
 from tts.types import SAMPLE_RATE
@@ -79,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_middleware(app, settings)
     _install_error_handlers(app)
     _add_http_routes(app, settings)
-    _add_ws_route(app)
+    add_ws_route(app)
     static = settings.paths.static_dir
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=static), name="static")
@@ -372,167 +371,6 @@ async def _speech_sse(rt: Runtime, key_id: str, text: str, speaker: Any, options
         yield f"data: {json.dumps({'type': 'speech.audio.done', 'usage': usage})}\n\n".encode()
 
     return StreamingResponse(events(), media_type="text/event-stream")
-
-
-# --------------------------------------------------------------------------------------------- WebSocket
-
-
-def _add_ws_route(app: FastAPI) -> None:
-    @app.websocket("/ws")
-    async def ws(websocket: WebSocket) -> None:
-        rt = _rt(websocket)
-        await websocket.accept()
-        try:
-            principal = rt.auth.check(key_from(websocket.headers, websocket.query_params))
-        except AuthError as e:
-            await websocket.send_text(dumps({"type": "error", "code": e.code, "message": e.message}))
-            await websocket.close(code=4401 if e.status == 401 else 4403)
-            return
-        try:
-            with rt.limiter.connection(principal.key_id):
-                await Connection(rt, websocket, principal.key_id).serve()
-        except LimitError as e:
-            await websocket.send_text(dumps({"type": "error", "code": "busy", "message": e.message}))
-            await websocket.close(code=1013)
-
-
-class Connection:
-    """One WebSocket conversation: a reader (this coroutine), a sender task draining a bounded queue
-    (back-pressure: a slow client makes the turn wait, memory stays bounded) and at most one turn task."""
-
-    def __init__(self, rt: Runtime, websocket: WebSocket, key_id: str):
-        self.rt, self.ws, self.key_id = rt, websocket, key_id
-        # items: (turn_id of an audio message or None, frame); bounded: back-pressure on the turn
-        self.queue: asyncio.Queue[tuple[str | None, str | bytes]] = asyncio.Queue(rt.settings.limits.ws_send_queue)
-        self.transport = "base64"
-        self.session = rt.open_session(None, None, None, key_id)
-        self.turn: asyncio.Task | None = None
-        self.turn_id: str | None = None
-        self.closed = False
-        self.sending = False
-
-    def flushed(self) -> bool:
-        """Nothing is waiting to be sent (shutdown waits for this before the socket is closed)."""
-        return self.closed or (self.queue.empty() and not self.sending)
-
-    async def serve(self) -> None:
-        sender = asyncio.create_task(self._send_loop())
-        self.rt.metrics.active_sessions.inc()
-        self.rt.connections.add(self)
-        try:
-            await self._emit({"type": "session.created", **self._session_info()})
-            while True:
-                message = await self.ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                raw = message.get("text") if message.get("text") is not None else message.get("bytes")
-                await self._handle(raw or "")
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-        finally:
-            self.rt.metrics.active_sessions.dec()
-            self.rt.connections.discard(self)
-            self.closed = True  # nothing more is sent; free the queue so a waiting turn can end
-            sender.cancel()
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            await self._stop_turn()
-
-    def _session_info(self) -> dict[str, Any]:
-        s = self.session
-        return {"session_id": s.id, "persona": s.persona_id, "speaker": s.speaker_id,
-                "sample_rate": SAMPLE_RATE, "format": "pcm16", "audio_transport": self.transport}
-
-    async def _emit(self, message: dict[str, Any] | str | bytes, audio_of: str | None = None) -> None:
-        if self.closed:
-            return
-        await self.queue.put((audio_of, dumps(message) if isinstance(message, dict) else message))
-
-    def _drop_audio(self, turn_id: str) -> None:
-        """After an interrupt, audio of that turn still waiting in the queue is never sent."""
-        kept = []
-        while not self.queue.empty():
-            item = self.queue.get_nowait()
-            if item[0] != turn_id:
-                kept.append(item)
-        for item in kept:
-            self.queue.put_nowait(item)
-
-    async def _send_loop(self) -> None:
-        while True:
-            _, frame = await self.queue.get()
-            self.sending = True
-            try:
-                if isinstance(frame, bytes):
-                    await self.ws.send_bytes(frame)
-                else:
-                    await self.ws.send_text(frame)
-            except Exception:  # the client is gone; the reader loop ends the connection
-                return
-            finally:
-                self.sending = False
-
-    async def _handle(self, raw: str | bytes) -> None:
-        try:
-            event = parse_client_event(raw)
-            if isinstance(event, InputText):
-                await self._stop_turn()
-                self.rt.check_text(event.text)
-                self.turn = asyncio.create_task(self._run_turn(event.text))
-            elif isinstance(event, Interrupt):
-                await self._stop_turn()
-            elif isinstance(event, Playback):
-                self.session.playback(event.turn_id, event.played_ms)
-            elif isinstance(event, SessionUpdate):
-                await self._update(event)
-        except ProtocolError as e:
-            await self._emit({"type": "error", "code": e.code, "message": e.message})
-        except (ApiError, TTSError, LimitError, PersonaError, SessionLimitError) as e:
-            code = getattr(e, "code", "error")
-            await self._emit({"type": "error", "code": code, "message": getattr(e, "message", str(e))})
-
-    async def _update(self, event: SessionUpdate) -> None:
-        if event.session_id or event.persona or event.speaker:
-            await self._stop_turn()
-            sid = event.session_id or self.session.id
-            # omitted fields stay as they are: a resumed session's own persona, speaker and history;
-            # a new session id starts with this connection's current persona and speaker
-            base = self.rt.find_session(sid, self.key_id) or self.session
-            self.session = self.rt.open_session(sid, event.persona or base.persona_id,
-                                                event.speaker or base.speaker_id, self.key_id)
-        if event.audio_transport:
-            self.transport = event.audio_transport
-        await self._emit({"type": "session.updated", **self._session_info()})
-
-    async def _run_turn(self, text: str) -> None:
-        try:
-            async for event in self.rt.run_turn(self.session, text, self.key_id):
-                if isinstance(event, ev.AudioOut):
-                    await self._emit(audio_message(event, self.transport), audio_of=event.turn_id)
-                else:
-                    if isinstance(event, ev.TurnStarted):
-                        self.turn_id = event.turn_id
-                    await self._emit(server_message(event))
-                    if isinstance(event, ev.TurnDone):
-                        self.turn_id = None
-        except (ApiError, TTSError, LimitError, PersonaError, SessionLimitError) as e:
-            await self._emit({"type": "error", "code": e.code, "message": e.message})
-
-    async def _stop_turn(self) -> None:
-        """Interrupt the running turn and wait until its `turn.done` is queued."""
-        task, self.turn = self.turn, None
-        if task is None or task.done():
-            return
-        self.session.interrupt()
-        if self.turn_id:
-            self._drop_audio(self.turn_id)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=3.0)
-        except Exception:
-            task.cancel()
-        if self.turn_id:  # the turn did not end by itself: close it for the client
-            await self._emit({"type": "turn.done", "turn_id": self.turn_id, "text": "", "interrupted": True})
-            self.turn_id = None
 
 
 # --------------------------------------------------------------------------------------------- main

@@ -1,0 +1,180 @@
+"""The WebSocket endpoint `WS /ws` (docs/protocol.md): one `Connection` per socket.
+
+A connection reads client events, runs at most one turn at a time through `Runtime.run_turn` and sends
+server events from a bounded queue, so a slow client holds its own turn back and nothing else.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+from agent import events as ev
+from agent.auth import AuthError, LimitError, key_from
+from agent.personas import PersonaError
+from agent.protocol import (InputText, Interrupt, Playback, ProtocolError, SessionUpdate, audio_message, dumps,
+                            parse_client_event, server_message)
+from agent.runtime import ApiError, Runtime
+from agent.session import SessionLimitError
+from tts.errors import TTSError
+from tts.types import SAMPLE_RATE
+
+
+def add_ws_route(app: FastAPI) -> None:
+    """`WS /ws`: authenticate, hold a connection slot of the key, serve one `Connection`."""
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        rt: Runtime = websocket.app.state.runtime
+        await websocket.accept()
+        try:
+            principal = rt.auth.check(key_from(websocket.headers, websocket.query_params))
+        except AuthError as e:
+            await websocket.send_text(dumps({"type": "error", "code": e.code, "message": e.message}))
+            await websocket.close(code=4401 if e.status == 401 else 4403)
+            return
+        try:
+            with rt.limiter.connection(principal.key_id):
+                await Connection(rt, websocket, principal.key_id).serve()
+        except LimitError as e:
+            await websocket.send_text(dumps({"type": "error", "code": "busy", "message": e.message}))
+            await websocket.close(code=1013)
+
+
+class Connection:
+    """One WebSocket conversation: a reader (this coroutine), a sender task draining a bounded queue
+    (back-pressure: a slow client makes the turn wait, memory stays bounded) and at most one turn task."""
+
+    def __init__(self, rt: Runtime, websocket: WebSocket, key_id: str):
+        self.rt, self.ws, self.key_id = rt, websocket, key_id
+        # items: (turn_id of an audio message or None, frame); bounded: back-pressure on the turn
+        self.queue: asyncio.Queue[tuple[str | None, str | bytes]] = asyncio.Queue(rt.settings.limits.ws_send_queue)
+        self.transport = "base64"
+        self.session = rt.open_session(None, None, None, key_id)
+        self.turn: asyncio.Task | None = None
+        self.turn_id: str | None = None
+        self.closed = False
+        self.sending = False
+
+    def flushed(self) -> bool:
+        """Nothing is waiting to be sent (shutdown waits for this before the socket is closed)."""
+        return self.closed or (self.queue.empty() and not self.sending)
+
+    async def serve(self) -> None:
+        sender = asyncio.create_task(self._send_loop())
+        self.rt.metrics.active_sessions.inc()
+        self.rt.connections.add(self)
+        try:
+            await self._emit({"type": "session.created", **self._session_info()})
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text") if message.get("text") is not None else message.get("bytes")
+                await self._handle(raw or "")
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            self.rt.metrics.active_sessions.dec()
+            self.rt.connections.discard(self)
+            self.closed = True  # nothing more is sent; free the queue so a waiting turn can end
+            sender.cancel()
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            await self._stop_turn()
+
+    def _session_info(self) -> dict[str, Any]:
+        s = self.session
+        return {"session_id": s.id, "persona": s.persona_id, "speaker": s.speaker_id,
+                "sample_rate": SAMPLE_RATE, "format": "pcm16", "audio_transport": self.transport}
+
+    async def _emit(self, message: dict[str, Any] | str | bytes, audio_of: str | None = None) -> None:
+        if self.closed:
+            return
+        await self.queue.put((audio_of, dumps(message) if isinstance(message, dict) else message))
+
+    def _drop_audio(self, turn_id: str) -> None:
+        """After an interrupt, audio of that turn still waiting in the queue is never sent."""
+        kept = []
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item[0] != turn_id:
+                kept.append(item)
+        for item in kept:
+            self.queue.put_nowait(item)
+
+    async def _send_loop(self) -> None:
+        while True:
+            _, frame = await self.queue.get()
+            self.sending = True
+            try:
+                if isinstance(frame, bytes):
+                    await self.ws.send_bytes(frame)
+                else:
+                    await self.ws.send_text(frame)
+            except Exception:  # the client is gone; the reader loop ends the connection
+                return
+            finally:
+                self.sending = False
+
+    async def _handle(self, raw: str | bytes) -> None:
+        try:
+            event = parse_client_event(raw)
+            if isinstance(event, InputText):
+                await self._stop_turn()
+                self.rt.check_text(event.text)
+                self.turn = asyncio.create_task(self._run_turn(event.text))
+            elif isinstance(event, Interrupt):
+                await self._stop_turn()
+            elif isinstance(event, Playback):
+                self.session.playback(event.turn_id, event.played_ms)
+            elif isinstance(event, SessionUpdate):
+                await self._update(event)
+        except ProtocolError as e:
+            await self._emit({"type": "error", "code": e.code, "message": e.message})
+        except (ApiError, TTSError, LimitError, PersonaError, SessionLimitError) as e:
+            code = getattr(e, "code", "error")
+            await self._emit({"type": "error", "code": code, "message": getattr(e, "message", str(e))})
+
+    async def _update(self, event: SessionUpdate) -> None:
+        if event.session_id or event.persona or event.speaker:
+            await self._stop_turn()
+            sid = event.session_id or self.session.id
+            # omitted fields stay as they are: a resumed session's own persona, speaker and history;
+            # a new session id starts with this connection's current persona and speaker
+            base = self.rt.find_session(sid, self.key_id) or self.session
+            self.session = self.rt.open_session(sid, event.persona or base.persona_id,
+                                                event.speaker or base.speaker_id, self.key_id)
+        if event.audio_transport:
+            self.transport = event.audio_transport
+        await self._emit({"type": "session.updated", **self._session_info()})
+
+    async def _run_turn(self, text: str) -> None:
+        try:
+            async for event in self.rt.run_turn(self.session, text, self.key_id):
+                if isinstance(event, ev.AudioOut):
+                    await self._emit(audio_message(event, self.transport), audio_of=event.turn_id)
+                else:
+                    if isinstance(event, ev.TurnStarted):
+                        self.turn_id = event.turn_id
+                    await self._emit(server_message(event))
+                    if isinstance(event, ev.TurnDone):
+                        self.turn_id = None
+        except (ApiError, TTSError, LimitError, PersonaError, SessionLimitError) as e:
+            await self._emit({"type": "error", "code": e.code, "message": e.message})
+
+    async def _stop_turn(self) -> None:
+        """Interrupt the running turn and wait until its `turn.done` is queued."""
+        task, self.turn = self.turn, None
+        if task is None or task.done():
+            return
+        self.session.interrupt()
+        if self.turn_id:
+            self._drop_audio(self.turn_id)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=3.0)
+        except Exception:
+            task.cancel()
+        if self.turn_id:  # the turn did not end by itself: close it for the client
+            await self._emit({"type": "turn.done", "turn_id": self.turn_id, "text": "", "interrupted": True})
+            self.turn_id = None
