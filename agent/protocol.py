@@ -29,6 +29,7 @@ Int = Annotated[int, BeforeValidator(_not_bool)]
 Float = Annotated[float, BeforeValidator(_not_bool)]
 Flag = Annotated[bool, Strict()]  # true/false only: 0, 1 or "yes" are rejected as the schema says
 SPOKEN = r"\S"  # at least one non-space character
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # client-chosen session ids
 
 
 class _Body(BaseModel):
@@ -44,7 +45,8 @@ class ChatRequest(_Body):
     input: str = Field(..., min_length=1, pattern=SPOKEN, description="What the user says (at most limits.max_text_chars: 413 text_too_long)")
     speaker: str | None = Field(None, description="Speaker id (GET /speakers); default from config")
     persona: str | None = Field(None, description="Persona id (GET /personas); default: the speaker's persona")
-    session_id: str | None = Field(None, max_length=128, description="Continue a conversation")
+    session_id: str | None = Field(None, pattern=SESSION_ID_PATTERN,
+                                   description="Continue a conversation (1-64 letters, digits, _ or -)")
     stream: Flag = Field(False, description="Chunked audio as sentences are synthesised")
     format: AudioFormat = Field("wav", description="wav | pcm (s16le mono, 32 kHz) | flac | ogg (Opus) | mp3")
 
@@ -116,7 +118,7 @@ class SessionUpdate(_ClientEvent):
     type: Literal["session.update"]
     persona: str | None = Field(None, max_length=128)
     speaker: str | None = Field(None, max_length=128)
-    session_id: str | None = Field(None, max_length=128)
+    session_id: str | None = Field(None, pattern=SESSION_ID_PATTERN)
     format: Literal["pcm16"] | None = None
     audio_transport: Literal["base64", "binary"] | None = None
 
@@ -133,7 +135,7 @@ class Interrupt(_ClientEvent):
 class Playback(_ClientEvent):
     type: Literal["playback"]
     turn_id: str
-    played_ms: Float = Field(..., ge=0)
+    played_ms: Float = Field(..., ge=0, allow_inf_nan=False)
 
 
 ClientEvent = Annotated[Union[SessionUpdate, InputText, Interrupt, Playback], Field(discriminator="type")]
@@ -155,9 +157,11 @@ def parse_client_event(raw: str | bytes) -> SessionUpdate | InputText | Interrup
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ProtocolError("invalid_json", f"message is not JSON: {e}") from e
-    if not isinstance(data, dict):
+    except RecursionError:
+        raise ProtocolError("invalid_json", "message is nested too deeply") from None
+    if not isinstance(data, dict) or "type" not in data:
         raise ProtocolError("invalid_event", "message must be a JSON object with a 'type' field")
-    kind = data.get("type")
+    kind = data["type"]
     if kind not in CLIENT_TYPES:
         raise ProtocolError("unknown_event", f"unknown event type {kind!r}; expected one of: {', '.join(CLIENT_TYPES)}")
     try:

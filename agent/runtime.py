@@ -240,6 +240,15 @@ class Runtime:
 
     # ------------------------------------------------------------------------------- requests
 
+    def check_turn(self, session: Any, text: str) -> None:
+        """Why `run_turn(session, text)` would be refused before it starts, if it would."""
+        self.check_text(text)
+        if self.draining:
+            raise ApiError(503, "shutting_down", "the service is shutting down; retry on another instance")
+        limit = self.settings.limits.max_turns_per_session
+        if session.turns >= limit:
+            raise ApiError(429, "session_limit", f"this session reached its limit of {limit} turns; start a new one")
+
     def check_text(self, text: str, limit: int | None = None) -> None:
         limit = limit or self.settings.limits.max_text_chars
         if len(text) > limit:
@@ -322,32 +331,50 @@ class Runtime:
 
     # ------------------------------------------------------------------------------- sessions
 
-    def open_session(self, session_id: str | None, persona: str | None, speaker: str | None, key_id: str) -> Any:
+    def open_session(self, session_id: str | None, persona: str | None, speaker: str | None, key_id: str,
+                     current: Any = None) -> Any:
         """An existing session (same key) or a new one; persona/speaker validated with the valid ones listed.
-        An existing session keeps its persona (and history) when `persona` is None or the same."""
+
+        What is not named is kept: from the existing session `session_id`, else from `current` (a WebSocket
+        connection's session before the change), else the defaults. A persona named alone brings its own
+        speaker; a speaker named alone, a persona bound to it (the kept or default persona when it is one of
+        them). A persona that stays the same keeps the session's history.
+        """
+        self.check_binding(persona, speaker)
+        existing = self.find_session(session_id, key_id)
+        if existing is not None and persona is None and speaker is None:
+            return existing
+        persona, speaker = self._bind(persona, speaker, existing or current)
+        return self.sessions.open(session_id=session_id, persona=persona, speaker=speaker, owner=key_id)
+
+    def check_binding(self, persona: str | None, speaker: str | None) -> None:
+        """Unknown speaker or persona: an error listing the valid ones."""
         if speaker is not None:
             self.engine.speaker(speaker)  # UnknownSpeakerError lists the valid ones
         if persona is not None:
             self._check_persona(persona)
-        existing = self.find_session(session_id, key_id)
-        if existing is not None and persona is None and speaker is None:
-            return existing
-        persona, speaker = self._bind(persona, speaker)
-        return self.sessions.open(session_id=session_id, persona=persona, speaker=speaker, owner=key_id)
 
     def find_session(self, session_id: str | None, key_id: str) -> Any:
         """The live session `session_id` if this key owns it, else None."""
         existing = self.sessions.get(session_id)
         return existing if existing is not None and existing.owner == key_id else None
 
-    def _bind(self, persona: str | None, speaker: str | None) -> tuple[str, str]:
-        """No persona: the one bound to the speaker, else the default; no speaker: the persona's, else the default."""
+    def _bind(self, persona: str | None, speaker: str | None, current: Any = None) -> tuple[str, str]:
+        """The rules of `open_session` for a new or changed binding (`current`: the session it changes)."""
+        if persona is None and speaker is None and current is not None:
+            return current.persona_id, current.speaker_id
         infos = self.persona_list()
+        default = self.settings.agent.default_persona
         if persona is None and speaker is not None:
-            persona = next((p["id"] for p in infos if p.get("speaker") == speaker), None)
-        persona = persona or self.settings.agent.default_persona
+            # the current persona, else the default one, when it is bound to this speaker; else the first
+            # persona bound to it; else the current one (many personas may share one voice)
+            bound = [p["id"] for p in infos if p.get("speaker") == speaker]
+            kept = current.persona_id if current is not None else None
+            persona = next((p for p in (kept, default) if p in bound), bound[0] if bound else kept)
+        persona = persona or default
         if speaker is None:
             speaker = next((p.get("speaker") for p in infos if p["id"] == persona and p.get("speaker")), None)
+            speaker = speaker or (current.speaker_id if current is not None else None)
         return persona, speaker or self.settings.agent.default_speaker
 
     def _check_persona(self, persona: str) -> None:
@@ -360,12 +387,7 @@ class Runtime:
 
     async def run_turn(self, session: Any, text: str, key_id: str) -> AsyncIterator[ev.Event]:
         """The turn's events, with per-key limits and metrics; always ends with `turn.done` or `error`."""
-        self.check_text(text)
-        if self.draining:
-            raise ApiError(503, "shutting_down", "the service is shutting down; retry on another instance")
-        limit = self.settings.limits.max_turns_per_session
-        if session.turns >= limit:
-            raise ApiError(429, "session_limit", f"this session reached its limit of {limit} turns; start a new one")
+        self.check_turn(session, text)
         with self.limiter.turn(key_id):
             t0 = time.perf_counter()
             first_text = first_audio = True

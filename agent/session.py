@@ -22,13 +22,14 @@ from typing import Any
 from agent import events as ev
 from agent.llm import LLMClient, LLMError
 from agent.personas import Persona, PersonaError
+from agent.protocol import SESSION_ID_PATTERN
 from agent.splitter import SentenceSplitter, Stripper, Tag, ThinkFilter, count_units, is_cjk
 from tts.errors import TTSError
 from tts.types import SynthesisOptions
 
 log = logging.getLogger(__name__)
 
-SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SESSION_ID_RE = re.compile(SESSION_ID_PATTERN)
 _END, _INTERRUPTED = object(), object()
 
 

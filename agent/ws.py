@@ -6,6 +6,8 @@ server events from a bounded queue, so a slow client holds its own turn back and
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -19,6 +21,8 @@ from agent.runtime import ApiError, Runtime
 from agent.session import SessionLimitError
 from tts.errors import TTSError
 from tts.types import SAMPLE_RATE
+
+log = logging.getLogger("chat2audio")
 
 
 def add_ws_route(app: FastAPI) -> None:
@@ -71,8 +75,13 @@ class Connection:
                 if message["type"] == "websocket.disconnect":
                     break
                 raw = message.get("text") if message.get("text") is not None else message.get("bytes")
-                await self._handle(raw or "")
-        except (WebSocketDisconnect, RuntimeError):
+                try:
+                    await self._handle(raw or "")
+                except Exception:  # a fault handling one message is reported; the conversation goes on
+                    log.exception("WebSocket message handling failed")
+                    await self._emit({"type": "error", "code": "internal_error",
+                                      "message": "internal error handling this message; see the server log"})
+        except (WebSocketDisconnect, RuntimeError):  # the socket is gone (receive after a disconnect)
             pass
         finally:
             self.rt.metrics.active_sessions.dec()
@@ -121,8 +130,8 @@ class Connection:
         try:
             event = parse_client_event(raw)
             if isinstance(event, InputText):
+                self.rt.check_turn(self.session, event.text)  # a refused text leaves the running turn alone
                 await self._stop_turn()
-                self.rt.check_text(event.text)
                 self.turn = asyncio.create_task(self._run_turn(event.text))
             elif isinstance(event, Interrupt):
                 await self._stop_turn()
@@ -138,23 +147,24 @@ class Connection:
 
     async def _update(self, event: SessionUpdate) -> None:
         if event.session_id or event.persona or event.speaker:
+            self.rt.check_binding(event.persona, event.speaker)  # an invalid change leaves the running turn alone
             await self._stop_turn()
-            sid = event.session_id or self.session.id
-            # omitted fields stay as they are: a resumed session's own persona, speaker and history;
-            # a new session id starts with this connection's current persona and speaker
-            base = self.rt.find_session(sid, self.key_id) or self.session
-            self.session = self.rt.open_session(sid, event.persona or base.persona_id,
-                                                event.speaker or base.speaker_id, self.key_id)
+            # omitted fields stay as they are (Runtime.open_session): a resumed session keeps its own persona,
+            # speaker and history; a new session id starts with this connection's current persona and speaker
+            self.session = self.rt.open_session(event.session_id or self.session.id, event.persona, event.speaker,
+                                                self.key_id, current=self.session)
         if event.audio_transport:
             self.transport = event.audio_transport
         await self._emit({"type": "session.updated", **self._session_info()})
 
     async def _run_turn(self, text: str) -> None:
         try:
-            async for event in self.rt.run_turn(self.session, text, self.key_id):
-                if isinstance(event, ev.AudioOut):
-                    await self._emit(audio_message(event, self.transport), audio_of=event.turn_id)
-                else:
+            # aclosing: a cancelled turn task stops the turn's stages now, not when the generator is collected
+            async with contextlib.aclosing(self.rt.run_turn(self.session, text, self.key_id)) as events:
+                async for event in events:
+                    if isinstance(event, ev.AudioOut):
+                        await self._emit(audio_message(event, self.transport), audio_of=event.turn_id)
+                        continue
                     if isinstance(event, ev.TurnStarted):
                         self.turn_id = event.turn_id
                     await self._emit(server_message(event))
@@ -168,6 +178,10 @@ class Connection:
         task, self.turn = self.turn, None
         if task is None or task.done():
             return
+        for _ in range(3):  # a turn task that has not run yet (input.text just before): let it start its turn
+            if self.turn_id is not None or task.done():
+                break
+            await asyncio.sleep(0)
         self.session.interrupt()
         if self.turn_id:
             self._drop_audio(self.turn_id)

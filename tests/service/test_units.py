@@ -76,7 +76,7 @@ def test_metrics_text_format():
     ("not json", "invalid_json"),
     ("[1]", "invalid_event"),
     ('{"type": "dance"}', "unknown_event"),
-    ('{"text": "hi"}', "unknown_event"),
+    ('{"text": "hi"}', "invalid_event"),
     ('{"type": "input.text"}', "invalid_event"),
     ('{"type": "input.text", "text": ""}', "invalid_event"),
     ('{"type": "playback", "turn_id": "t", "played_ms": -1}', "invalid_event"),

@@ -126,3 +126,61 @@ async def test_oversized_message_closes_with_1009(server):
             while True:
                 await asyncio.wait_for(ws.recv(), 30)
     assert closed.value.rcvd.code == 1009
+
+
+def send_together(ws, *messages: dict) -> None:
+    """The messages' frames in one TCP write: the server reads them in one go, as from a client that sends
+    messages back to back."""
+    for m in messages:
+        ws.protocol.send_text(json.dumps(m).encode())
+    ws.transport.write(b"".join(ws.protocol.data_to_send()))
+
+
+async def test_interrupt_right_after_input(server):
+    """An `interrupt` (or a new `input.text`) read right behind an `input.text` stops that turn at once:
+    the turn task had not started yet, and the interrupt used to wait 3 s for it instead."""
+    server.llm.script(Reply.text(LONG, token_chars=2, token_interval=0.05))
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.recv()
+        t0 = asyncio.get_running_loop().time()
+        send_together(ws, {"type": "input.text", "text": "讲个长故事"}, {"type": "interrupt"})
+        msgs = await recv_until(ws, "turn.done")
+        assert msgs[0]["type"] == "turn.started" and msgs[-1]["interrupted"] is True
+        assert asyncio.get_running_loop().time() - t0 < 2.0
+        send_together(ws, {"type": "input.text", "text": "第一句"}, {"type": "input.text", "text": "第二句"})
+        first = await recv_until(ws, "turn.done")
+        assert first[-1]["interrupted"] is True
+        second = await recv_until(ws, "turn.done")
+        assert second[0]["type"] == "turn.started" and second[-1]["interrupted"] is False
+
+
+async def test_refused_message_leaves_the_turn_running(server):
+    """A text over the limit or an unknown speaker/persona gets an `error`; the reply in progress goes on."""
+    server.llm.script(Reply.text("今天的风很温柔。" * 4, token_chars=2, token_interval=0.01))
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "input.text", "text": "讲个故事"}))
+        await recv_until(ws, "sentence")
+        for bad in [{"type": "input.text", "text": "x" * 5000}, {"type": "session.update", "speaker": "Nobody"},
+                    {"type": "session.update", "persona": "nobody"}]:
+            await ws.send(json.dumps(bad))
+        msgs = await recv_until(ws, "turn.done")
+        errors = [m["code"] for m in msgs if m["type"] == "error"]
+        assert errors == ["text_too_long", "unknown_speaker", "unknown_persona"]
+        assert msgs[-1]["interrupted"] is False
+
+
+async def test_odd_messages_get_errors(server):
+    """Deep nesting, a missing type and non-finite numbers are answered with an `error`, connection open."""
+    async with websockets.connect(server.ws_url) as ws:
+        await ws.recv()
+        cases = [('{"type":"input.text","text":"hi","x":' + "[" * 5000 + "]" * 5000 + "}", "invalid_json"),
+                 ('{"text": "hi"}', "invalid_event"),
+                 ('{"type":"playback","turn_id":"x","played_ms":Infinity}', "invalid_event"),
+                 ('{"type":"playback","turn_id":"x","played_ms":NaN}', "invalid_event")]
+        for raw, code in cases:
+            await ws.send(raw)
+            err = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert (err["type"], err["code"]) == ("error", code), (raw[:40], err)
+        await ws.send(json.dumps({"type": "input.text", "text": "你好"}))
+        assert (await recv_until(ws, "turn.done"))[-1]["interrupted"] is False
