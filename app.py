@@ -6,13 +6,15 @@ on `app.state.runtime`); routes validate, call it and map results or typed error
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import contextlib
 import json
 import logging
 import socket
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, TypeVar
 from urllib.parse import quote
 
 import numpy as np
@@ -39,6 +41,7 @@ from tts.errors import TTSError
 from tts.types import SAMPLE_RATE
 
 log = logging.getLogger("chat2audio")
+T = TypeVar("T")
 
 AUDIO_TYPES = sorted(set(MEDIA_TYPES.values()))
 ERRORS = {code: {"model": ErrorBody, "description": text} for code, text in [
@@ -209,13 +212,13 @@ def _add_http_routes(app: FastAPI, settings: Settings) -> None:
 
     @app.post("/chat2audio", summary="One chat turn, answered as audio", responses=_audio_responses())
     async def chat2audio(body: ChatRequest, request: Request) -> Response:
-        return await _chat2audio(_rt(request), body, _principal(request))
+        return await _chat2audio(_rt(request), request, body, _principal(request))
 
     @app.post("/tts", summary="Text to speech (GPT-SoVITS api_v2 fields)", responses=_audio_responses())
     async def tts(body: TTSRequest, request: Request) -> Response:
         rt = _rt(request)
         speaker, options = rt.tts_request(body)
-        return await _synthesis_response(rt, _principal(request), body.text, speaker, options,
+        return await _synthesis_response(rt, request, _principal(request), body.text, speaker, options,
                                          body.media_type, bool(body.streaming_mode))
 
     @app.post("/v1/audio/speech", summary="OpenAI-compatible speech",
@@ -227,8 +230,8 @@ def _add_http_routes(app: FastAPI, settings: Settings) -> None:
         rate = 24000 if fmt == "pcm" else None  # OpenAI: pcm is 24 kHz s16le
         check_format(fmt)
         if body.stream_format == "sse":
-            return await _speech_sse(rt, _principal(request), body.input, speaker, options, fmt, rate)
-        return await _synthesis_response(rt, _principal(request), body.input, speaker, options, fmt,
+            return await _speech_sse(rt, request, _principal(request), body.input, speaker, options, fmt, rate)
+        return await _synthesis_response(rt, request, _principal(request), body.input, speaker, options, fmt,
                                          stream=True, out_rate=rate)
 
     @app.get("/v1/audio/voices", summary="OpenAI-style voice list", responses=ERRORS)
@@ -246,17 +249,39 @@ def _principal(request: Request) -> str:
     return p.key_id if p is not None else "-"
 
 
-async def _chat2audio(rt: Runtime, body: ChatRequest, key_id: str) -> Response:
+async def _unless_gone(request: Request, work: Awaitable[T]) -> T:
+    """`work`, cancelled if the client hangs up first: a turn or synthesis nobody waits for any more stops
+    now and frees its key's slot (a streaming response notices by itself once it sends)."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    gone = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise ApiError(499, "client_gone", "the client closed the connection")
+    return task.result()
+
+
+async def _chat2audio(rt: Runtime, request: Request, body: ChatRequest, key_id: str) -> Response:
     fmt = check_format(body.format)
     stream = body.stream and can_stream(fmt)  # flac cannot stream: it is sent whole
     session = rt.open_session(body.session_id, body.persona, body.speaker, key_id)
     headers = {"X-Session-Id": session.id, "X-Sample-Rate": str(output_rate(fmt, SAMPLE_RATE))}
     turn = rt.run_turn(session, body.input, key_id)
     if not stream:
-        pcm, text = await _collect_turn(turn)
+        pcm, text = await _unless_gone(request, _collect_turn(turn, rt))
         headers["X-Reply-Text"] = _header_text(text)
         return Response(encode(pcm, SAMPLE_RATE, fmt), media_type=MEDIA_TYPES[fmt], headers=headers)
-    first = await _first_audio(turn)
+    first = await _unless_gone(request, _first_audio(turn))
     return StreamingResponse(_encode_stream(first, turn, StreamEncoder(fmt, SAMPLE_RATE)),
                              media_type=MEDIA_TYPES[fmt], headers=headers)
 
@@ -270,7 +295,7 @@ def _header_text(text: str, limit: int = 6000) -> str:
     return out
 
 
-async def _collect_turn(turn: AsyncIterator[ev.Event]) -> tuple[np.ndarray, str]:
+async def _collect_turn(turn: AsyncIterator[ev.Event], rt: Runtime) -> tuple[np.ndarray, str]:
     parts: list[np.ndarray] = []
     text = ""
     try:
@@ -279,6 +304,10 @@ async def _collect_turn(turn: AsyncIterator[ev.Event]) -> tuple[np.ndarray, str]
                 parts.append(event.pcm)
             elif isinstance(event, ev.TurnDone):
                 text = event.text
+                if event.interrupted and rt.draining:
+                    raise ApiError(503, "shutting_down", "the service shut down during this turn; retry elsewhere")
+                if event.interrupted:  # a newer turn of the same session took over: this answer is cut short
+                    raise ApiError(409, "interrupted", "a newer turn of this session interrupted this one")
             elif isinstance(event, ev.ErrorEvent):
                 raise ApiError.from_event(event)
     finally:
@@ -318,15 +347,15 @@ async def _encode_stream(first: list[np.ndarray], turn: AsyncIterator[ev.Event],
         await turn.aclose()  # type: ignore[attr-defined]
 
 
-async def _synthesis_response(rt: Runtime, key_id: str, text: str, speaker: Any, options: Any, fmt: str,
-                              stream: bool, out_rate: int | None = None) -> Response:
+async def _synthesis_response(rt: Runtime, request: Request, key_id: str, text: str, speaker: Any, options: Any,
+                              fmt: str, stream: bool, out_rate: int | None = None) -> Response:
     fmt = check_format(fmt)
     if stream and can_stream(fmt):  # flac cannot stream: it is sent whole
         enc = StreamEncoder(fmt, SAMPLE_RATE, out_rate)
         chunks = rt.synthesize(text, speaker, options, key_id)
-        first = await _first_chunk(chunks)
+        first = await _unless_gone(request, _first_chunk(chunks))
         return StreamingResponse(_chunk_stream(first, chunks, enc), media_type=enc.media_type)
-    pcm = await rt.synthesize_all(text, speaker, options, key_id)
+    pcm = await _unless_gone(request, rt.synthesize_all(text, speaker, options, key_id))
     return Response(encode(pcm, SAMPLE_RATE, fmt, out_rate), media_type=MEDIA_TYPES[fmt])
 
 
@@ -356,11 +385,11 @@ async def _chunk_stream(first: list[np.ndarray], chunks: AsyncIterator[np.ndarra
         await chunks.aclose()  # type: ignore[attr-defined]
 
 
-async def _speech_sse(rt: Runtime, key_id: str, text: str, speaker: Any, options: Any, fmt: str,
-                      rate: int | None) -> Response:
+async def _speech_sse(rt: Runtime, request: Request, key_id: str, text: str, speaker: Any, options: Any,
+                      fmt: str, rate: int | None) -> Response:
     enc = StreamEncoder(fmt, SAMPLE_RATE, rate)
     chunks = rt.synthesize(text, speaker, options, key_id)
-    first = await _first_chunk(chunks)
+    first = await _unless_gone(request, _first_chunk(chunks))
 
     async def events() -> AsyncIterator[bytes]:
         async for data in _chunk_stream(first, chunks, enc):

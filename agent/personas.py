@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _NAME_RE = re.compile(NAME_PATTERN)
+SPEAKER_PATTERN = r"^[^/\\\x00]{1,128}$"
 MAX_FILE_BYTES = 64 * 1024
 
 
@@ -98,7 +99,7 @@ class Persona(BaseModel):
     display_name: str | None = Field(None, max_length=100)
     description: str = Field("", max_length=500)
     system_prompt: str = Field(min_length=1, max_length=20000)
-    speaker: str = Field(pattern=NAME_PATTERN)
+    speaker: str = Field(pattern=SPEAKER_PATTERN)  # a speaker folder's name, which may be e.g. 胡桃 or "Hu Tao"
     language: Literal["auto", "zh", "all_zh", "en", "ja", "all_ja"] = "auto"
     greeting: str | None = Field(None, max_length=2000)
     llm: LLMSettings = Field(default_factory=LLMSettings)

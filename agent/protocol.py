@@ -70,7 +70,7 @@ class TTSRequest(_Body):
     split_bucket: Flag = True
     speed_factor: Float = Field(1.0, ge=0.25, le=4.0)
     fragment_interval: Float = Field(0.3, ge=0.0, le=5.0)
-    seed: Int = -1
+    seed: Int = Field(-1, ge=-1, le=2**32 - 1)  # -1: random; a sentence i of the text is seeded with seed + i
     media_type: AudioFormat = "wav"
     streaming_mode: Flag | Annotated[int, Field(ge=0, le=3), BeforeValidator(_not_bool)] = Field(
         False, description="false/0: whole file; true or 1-3 (api_v2 streaming modes): chunked audio")

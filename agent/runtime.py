@@ -31,6 +31,7 @@ log = logging.getLogger("chat2audio")
 DEMO_NOTICE = ("DEMO WEIGHTS: the embedded default runs randomly initialised models; they make no "
                "intelligible speech and no meaningful text. See docs/models.md for real weights.")
 DEMO_CHAT_DIR = "demo-chat"
+SPEECH_MAX_CHARS = 4096  # POST /v1/audio/speech `input`, as OpenAI's
 
 
 class ApiError(Exception):
@@ -293,15 +294,19 @@ class Runtime:
         if ".." in raw.parts:
             raise ApiError(403, "forbidden_path", f"{field} {value!r} may not contain '..'; allowed folders: {allowed}")
         for cand in ([raw] if raw.is_absolute() else [r / raw for r in roots]):
-            real = cand.resolve()
-            if not any(real.is_relative_to(r) for r in roots):
-                raise ApiError(403, "forbidden_path", f"{field} {value!r} is outside the allowed folders ({allowed})")
-            if real.is_file():
-                return real
+            try:
+                real = cand.resolve()
+                if not any(real.is_relative_to(r) for r in roots):
+                    raise ApiError(403, "forbidden_path", f"{field} {value[:200]!r} is outside the allowed folders "
+                                   f"({allowed})")
+                if real.is_file():
+                    return real
+            except OSError as e:  # e.g. a name too long for the file system
+                raise ApiError(400, "bad_path", f"{field} {value[:200]!r}: {e.strerror or e}") from None
         raise ApiError(404, "reference_not_found", f"{field} {value!r}: no such file in the allowed folders ({allowed})")
 
     def speech_request(self, body: SpeechRequest) -> tuple[Any, SynthesisOptions]:
-        self.check_text(body.input, limit=4096)
+        self.check_text(body.input, limit=SPEECH_MAX_CHARS)
         return self.engine.speaker(body.voice_id()), SynthesisOptions(speed=body.speed)
 
     async def synthesize(self, text: str, speaker: Any, options: SynthesisOptions,
@@ -452,7 +457,7 @@ def _engine_config(cls: Any, s: Settings) -> Any:
               "max_batch": s.tts.max_batch, "max_queue": s.tts.max_queue, "threads": s.tts.threads,
               "t2s_quant": s.tts.t2s_quant, "vocoder_dtype": s.tts.vocoder_dtype,
               "first_chunk_tokens": s.tts.first_chunk_tokens,
-              "chunk_tokens": s.tts.chunk_tokens, "max_text_chars": s.limits.max_text_chars,
+              "chunk_tokens": s.tts.chunk_tokens, "max_text_chars": max(s.limits.max_text_chars, SPEECH_MAX_CHARS),
               "text_cache_size": s.tts.text_cache_size}
     return cls(**{k: v for k, v in values.items() if v is not None})
 

@@ -110,8 +110,14 @@ def encode(pcm: np.ndarray, sample_rate: int, fmt: str, out_rate: int | None = N
     codec = _CODECS[name]
     buf = io.BytesIO()
     with _open(buf, rate, codec) as f:
-        f.write(np.clip(x, -1.0, 1.0))
+        f.write(np.clip(x, -1.0, 1.0) if len(x) else _silence(rate))
     return buf.getvalue()
+
+
+def _silence(rate: int) -> np.ndarray:
+    """20 ms of silence: what a compressed file holds when there is no audio (a reply with nothing to say).
+    flac and mp3 would otherwise be 0 bytes and Ogg Opus a header that decoders reject."""
+    return np.zeros(rate // 50, np.float32)
 
 
 def _open(target, rate: int, codec: _Codec) -> sf.SoundFile:
@@ -210,6 +216,8 @@ class StreamEncoder:
             tail += self._write(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         self._closed = True
         if self._file is not None:
+            if not self.samples_out:
+                self._file.write(_silence(self.out_rate))
             self._file.close()
             tail += self._sink.drain()  # type: ignore[union-attr]
         return tail

@@ -121,6 +121,16 @@ def test_missing_folder_is_empty(tmp_path: Path) -> None:
     assert reg.names() == [] and reg.errors == []
 
 
+def test_speaker_names_as_folders_allow(tmp_path: Path) -> None:
+    """A persona may name any speaker folder (胡桃, "Hu Tao"), but not a path."""
+    for i, speaker in enumerate(["胡桃", "Hu Tao"]):
+        (tmp_path / f"p{i}.yaml").write_text(f"name: p{i}\nspeaker: {speaker}\nsystem_prompt: hi\n", encoding="utf-8")
+    (tmp_path / "bad.yaml").write_text("name: bad\nspeaker: ../Nahida\nsystem_prompt: hi\n", encoding="utf-8")
+    reg = PersonaRegistry(tmp_path)
+    assert [reg.get(f"p{i}").speaker for i in range(2)] == ["胡桃", "Hu Tao"]
+    assert [(e.file, e.field) for e in reg.errors] == [("bad.yaml", "speaker")]
+
+
 def test_persona_model_defaults() -> None:
     p = Persona(name="x", speaker="Nahida", system_prompt="hi")
     assert p.max_history_turns > 0 and p.llm.enable_thinking is False and p.greeting is None

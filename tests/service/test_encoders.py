@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tts.encoders import StreamEncoder, UnsupportedFormatError, check_format, encode, output_rate, wav_header
+from tts.encoders import (StreamEncoder, UnsupportedFormatError, can_stream, check_format, encode, output_rate,
+                          wav_header)
 
 SR = 32000
 
@@ -76,3 +77,17 @@ def test_unsupported_formats_are_clear(fmt):
         check_format(fmt)
     assert e.value.http_status == 400
     assert "mp3" in e.value.message
+
+
+@pytest.mark.parametrize("fmt", ["wav", "pcm", "flac", "mp3", "ogg"])
+def test_no_audio_still_makes_a_valid_file(fmt):
+    """A reply with nothing to say (an LLM answering with only punctuation): every format is still a file
+    that decodes (flac and mp3 were 0 bytes, Ogg Opus a header decoders reject)."""
+    whole = encode(np.zeros(0, np.float32), 32000, fmt)
+    streams = [whole] if not can_stream(fmt) else [whole, StreamEncoder(fmt, 32000).close()]
+    for data in streams:
+        if fmt == "pcm":
+            assert data == b""
+            continue
+        y, _ = sf.read(io.BytesIO(data), dtype="float32")
+        assert len(y) <= 0.03 * 48000 and np.abs(y).max(initial=0) < 1e-6

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import time
 from urllib.parse import unquote
 
 import numpy as np
@@ -150,6 +151,10 @@ BAD = [
     ("GET", "/nope", None, 404, "not_found"),
     ("GET", "/chat2audio", None, 405, "method_not_allowed"),
     ("POST", "/tts", b"x" * 2_000_000, 413, "body_too_large"),
+    ("POST", "/tts", {"text": "hi", "ref_audio_path": "a" * 5000}, 400, "bad_path"),
+    ("POST", "/tts", {"text": "hi", "aux_ref_audio_paths": ["b" * 5000]}, 400, "bad_path"),
+    ("POST", "/tts", {"text": "hi", "seed": 99999999999999999999}, 422, "invalid_request"),
+    ("POST", "/chat2audio", {"input": "hi", "session_id": "my session 1"}, 422, "invalid_request"),
 ]
 
 
@@ -167,6 +172,13 @@ def test_bad_requests_get_json_4xx(client, method, path, body, status, code):
     if code in ("unknown_speaker", "unknown_persona"):
         assert "available" in err["message"]
     assert client.get("/health/live").status_code == 200
+
+
+def test_speech_takes_openai_length(client):
+    """OpenAI's limit for `input` is 4096 characters, above the service's default max_text_chars (2000)."""
+    r = client.post("/v1/audio/speech", json={"input": "好。" * 1250, "voice": "Nahida", "response_format": "pcm"},
+                    timeout=600)
+    assert r.status_code == 200, r.text[:300]
 
 
 def test_error_messages_name_the_problem(client):
@@ -189,3 +201,42 @@ def test_check_command_on_the_demo(demo_cache, capsys):
     problems = check_problems(bad)
     assert any("Nahida" in p and "not found" in p for p in problems)
     assert any("nobody" in p for p in problems)
+
+
+def test_client_hanging_up_stops_a_whole_turn(client, server):
+    """A non-streaming client that gives up: its turn stops (the LLM stream is closed) and its slot is
+    free at once, not when the reply would have been complete."""
+    import httpx
+
+    from tests.agent.fake_openai import Reply
+
+    server.llm.script(Reply.text("今天的风很温柔。" * 12, token_chars=2, token_interval=0.05))  # ~2.5 s
+    gone = server.llm.client_gone
+    with httpx.Client(base_url=server.url, timeout=0.5) as quick:
+        with pytest.raises(httpx.ReadTimeout):
+            quick.post("/chat2audio", json={**SEED, "format": "pcm"})
+    deadline = time.monotonic() + 1.5
+    while server.llm.client_gone == gone and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.llm.client_gone > gone, "the LLM stream of the abandoned turn was not closed"
+    assert client.get("/health").json()["active_turns"] == 0
+
+
+def test_a_whole_turn_cut_short_by_a_newer_one_is_a_409(client, server):
+    """Two turns on one session at once: the newer one wins, the older answer says it was interrupted
+    instead of a 200 with cut audio and no text."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.agent.fake_openai import Reply
+
+    server.llm.script(Reply.text("今天的风很温柔。" * 12, token_chars=2, token_interval=0.05))
+    body = {**SEED, "format": "pcm", "session_id": "two-at-once"}
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(client.post, "/chat2audio", json=body)
+        deadline = time.monotonic() + 10
+        while not client.get("/health").json()["active_turns"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = client.post("/chat2audio", json=body)
+        r = first.result()
+    assert second.status_code == 200, second.text[:200]
+    assert r.status_code == 409 and r.json()["error"]["code"] == "interrupted", r.text[:200]
