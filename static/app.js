@@ -20,7 +20,8 @@ const state = {
   personas: [],
   turns: [], // Turn records, oldest first
   current: null, // the Turn receiving events
-  pending: [], // {text, at, cancelled} per input.text sent and not yet answered by turn.started
+  pending: [], // {text, at, cancelled, el} per input.text sent and not yet answered by turn.started
+  maxTextChars: 2000, // the server's limits.max_text_chars (its default, unless /health says otherwise)
   lastError: null,
   fresh: false, // next connection starts a new session instead of resuming
   created: null, // the last session.created (to retry the resume when a stored choice is refused)
@@ -214,11 +215,37 @@ function onServerError(ev) {
     savePrefs({ [ev.code === "unknown_speaker" ? "speaker" : "persona"]: "" }); // do not ask for it again
     if (!state.sessionId && state.created) onSession(state.created); // the resume was refused: retry without it
   }
-  if (!ev.turn_id && state.pending.length && !ev.code.startsWith("unknown_")) {
-    state.pending.pop(); // the input.text just sent was refused (too long, busy, ...)
-    updateButtons();
-  }
+  const refused = ev.turn_id ? null : refusedInput(ev.code);
   showError(ev);
+  if (refused) giveBack(refused);
+}
+
+// Errors that refuse an input.text before its turn.started. The server checks the text as it
+// arrives (the refusal answers the latest input sent); `busy` comes when the turn would start
+// (it answers the oldest input still waiting). Other errors without a turn (a refused
+// session.update) leave the inputs alone.
+const REFUSED_ON_ARRIVAL = new Set(["text_too_long", "empty_text", "session_limit", "shutting_down"]);
+
+function refusedInput(code) {
+  if (!state.pending.length) return null;
+  if (code === "busy") return state.pending.shift();
+  if (REFUSED_ON_ARRIVAL.has(code)) return state.pending.pop();
+  return null;
+}
+
+/** A refused input: its bubble says "not sent", it leaves the stored log, its text goes back to the box. */
+function giveBack(p) {
+  p.el.classList.add("unsent");
+  persistLog();
+  const input = $("input");
+  const back = !input.value.trim(); // never overwrite what was typed since
+  if (back) {
+    input.value = p.text;
+    updateCount();
+  }
+  p.el.querySelector(".meta").textContent = back ? "Not sent: the text is back in the message box" : "Not sent";
+  input.focus();
+  updateButtons();
 }
 
 function findTurn(id) {
@@ -467,7 +494,7 @@ function personaLabel() {
 }
 
 function persistLog() {
-  const items = [...$("log").querySelectorAll(".msg")].map((el) => ({
+  const items = [...$("log").querySelectorAll(".msg:not(.unsent)")].map((el) => ({
     role: el.classList.contains("user") ? "user" : "assistant",
     who: el.querySelector(".who").textContent,
     text: el.querySelector(".body").textContent,
@@ -494,6 +521,10 @@ function submitMessage() {
   const input = $("input");
   const text = input.value.trim();
   if (!text) return;
+  if ([...text].length > state.maxTextChars) {
+    showError({ code: "text_too_long", message: `${[...text].length} characters; the limit is ${state.maxTextChars}` });
+    return;
+  }
   player.unlock(state.sampleRate);
   if (liveTurn()) interrupt(); // silence it and report what was heard; the server also ends it
   if (!send({ type: "input.text", text })) {
@@ -501,11 +532,38 @@ function submitMessage() {
     return;
   }
   clearError();
-  state.pending.push({ text, at: performance.now(), cancelled: false });
-  addMessage("user", text);
+  const el = addMessage("user", text);
+  state.pending.push({ text, at: performance.now(), cancelled: false, el });
   persistLog();
   input.value = "";
+  updateCount();
   updateButtons();
+}
+
+/** The length counter under the box, shown near the limit (the box stops taking text at it). */
+function updateCount() {
+  const n = $("input").value.length;
+  const max = state.maxTextChars;
+  const count = $("input-count");
+  count.hidden = n < 0.9 * max;
+  count.textContent = n >= max ? `${n} / ${max}: the most one message can hold` : `${n} / ${max}`;
+}
+
+function setMaxTextChars(n) {
+  if (!Number.isInteger(n) || n < 1) return;
+  state.maxTextChars = n;
+  $("input").maxLength = n;
+  updateCount();
+}
+
+/** The server's text limit, where /health reports it (`limits.max_text_chars`). */
+async function loadLimits() {
+  try {
+    const health = await (await api("health")).json();
+    setMaxTextChars(health?.limits?.max_text_chars);
+  } catch (_e) {
+    /* keep the default */
+  }
 }
 
 function setupComposer() {
@@ -527,6 +585,7 @@ function setupComposer() {
   });
   // Typing while the character speaks interrupts it (barge-in).
   input.addEventListener("input", () => {
+    updateCount();
     if (input.value.trim() && liveTurn()) interrupt();
   });
   $("stop").addEventListener("click", () => {
@@ -624,6 +683,8 @@ function main() {
   setupSpeech(showError);
   document.addEventListener("chat2audio:key", afterKeyChange);
   restoreLog();
+  setMaxTextChars(state.maxTextChars);
+  loadLimits();
   loadLists();
   connect();
   setInterval(tick, 50);

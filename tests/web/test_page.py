@@ -5,6 +5,8 @@ The page exposes a read-only `window.chat2audioStatus` snapshot that these tests
 from __future__ import annotations
 
 import io
+import json
+import re
 import time
 from pathlib import Path
 
@@ -27,11 +29,14 @@ def last_turn(page) -> dict:
     return page.evaluate(LAST_TURN)
 
 
-def open_page(browser, url: str, width: int = 1000, height: int = 800):
+def open_page(browser, url: str, width: int = 1000, height: int = 800, before=None):
+    """A fresh browser context on the page; `before(page)` runs before it loads (e.g. to route its socket)."""
     context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    if before is not None:
+        before(page)
     page.goto(url)
     page.js_errors = errors  # checked by the tests: the page must not throw
     return context, page
@@ -39,6 +44,32 @@ def open_page(browser, url: str, width: int = 1000, height: int = 800):
 
 def wait_connected(page, timeout_ms: int = 20000) -> None:
     page.wait_for_function(f"{STATUS}.connected && !!{STATUS}.sessionId", timeout=timeout_ms)
+
+
+def stored_log(page) -> list[dict]:
+    return page.evaluate("JSON.parse(localStorage.getItem('chat2audio.log') || '{\"items\": []}').items")
+
+
+def refuse_inputs(page, refusals: dict[str, str]) -> None:
+    """Route the page's WebSocket through the test: an input.text starting with a key of `refusals` is
+    answered with that error code, as the server refuses one (no turn_id, no turn.started); every other
+    message passes through to the real server."""
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message) -> None:
+            event = json.loads(message) if isinstance(message, str) else {}
+            code = next((c for k, c in refusals.items() if event.get("type") == "input.text"
+                         and event["text"].startswith(k)), None)
+            if code is None:
+                server.send(message)
+            else:
+                ws.send(json.dumps({"type": "error", "code": code, "message": f"refused by the test ({code})"}))
+
+        ws.on_message(from_page)
+        server.on_message(ws.send)
+
+    page.route_web_socket(re.compile(r"/ws(\?.*)?$"), route)
 
 
 def pick(page, select_id: str, wanted: str) -> None:
@@ -267,5 +298,60 @@ def test_player_is_gapless(browser, app_server) -> None:
         assert got["gaps"] == 1  # only the first chunk starts after a lead
         assert got["before"] == 0
         assert got["maxErr"] < 1e-3, got
+    finally:
+        context.close()
+
+
+def test_message_box_keeps_to_the_server_limit(browser, app_server) -> None:
+    """The box takes at most the server's limits.max_text_chars (2000 by default) and says so near it."""
+    context, page = open_page(browser, app_server.url)
+    try:
+        wait_connected(page)
+        assert page.get_attribute("#input", "maxlength") == "2000"
+        assert page.is_hidden("#input-count")
+        page.focus("#input")
+        page.keyboard.insert_text("长" * 2100)
+        assert len(page.input_value("#input")) == 2000
+        assert page.is_visible("#input-count")
+        assert "2000 / 2000" in page.inner_text("#input-count")
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_refused_input_is_given_back(browser, app_server, fake_llm: FakeOpenAI, shots: Path) -> None:
+    """A message the server refuses before its turn starts is marked "not sent", is not kept in the
+    stored log, and its text goes back into the box; the next message is answered as usual."""
+    refusals = {"TOO LONG": "text_too_long", "BUSY": "busy"}
+    context, page = open_page(browser, app_server.url, before=lambda p: refuse_inputs(p, refusals))
+    try:
+        wait_connected(page)
+        for text, code in [("TOO LONG: " + "a long story " * 20, "text_too_long"), ("BUSY: are you there?", "busy")]:
+            page.fill("#input", text)
+            page.press("#input", "Enter")
+            page.wait_for_selector("#error:not([hidden])", timeout=10000)
+            assert status(page)["lastError"]["code"] == code
+            page.wait_for_function("document.getElementById('input').value.length > 0", timeout=5000)
+            assert page.input_value("#input") == text.strip()
+            unsent = page.locator(".msg.user.unsent")
+            assert unsent.last.inner_text().count(text.strip()[:20]) == 1
+            assert "not sent" in unsent.last.locator(".meta").inner_text().lower()
+            assert all(text.strip() != it["text"] for it in stored_log(page))
+            assert not page.is_enabled("#stop")
+            page.fill("#input", "")
+        page.screenshot(path=str(shots / "07-refused.png"))
+        assert page.locator(".msg.user.unsent").count() == 2
+
+        # The next message goes through and its reply belongs to it.
+        fake_llm.script(Reply.text("Yes, I am here.", token_chars=4, token_interval=0.01))
+        page.fill("#input", "Hello again.")
+        page.press("#input", "Enter")
+        page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.done", timeout=120000)
+        assert last_turn(page)["userText"] == "Hello again."
+        assert [it["text"] for it in stored_log(page) if it["role"] == "user"] == ["Hello again."]
+        page.reload()
+        wait_connected(page)
+        assert page.locator(".msg.user").count() == 1  # the refused ones are not shown again
+        assert page.js_errors == []
     finally:
         context.close()
