@@ -64,6 +64,7 @@ class TTSSettings(_Section):
     vocoder_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # HiFi-GAN only; see docs/performance.md
     g2pw_dir: Path | None = None  # G2PW polyphone model folder (zh); None = pypinyin readings
     text_cache_size: int = Field(128, ge=0)  # sentences (<= 64 characters) whose phones + BERT are kept; 0 = off
+    model_cache_size: int = Field(2, ge=1)  # GPT and SoVITS checkpoints kept loaded (each); more speakers, more memory
 
 
 class AuthSettings(_Section):

@@ -90,6 +90,8 @@ class Runtime:
         self.metrics.bind_queue_depth(lambda: self.engine.health().get("queue_depth", 0))
         if self.demo:
             log.warning(DEMO_NOTICE)
+        for warning in self.binding_warnings():
+            log.warning("%s", warning)
         log.info("ready: %d speakers, %d personas, LLM %s", len(self.engine.speakers()),
                  len(self.persona_list()), s.llm.backend)
 
@@ -187,6 +189,7 @@ class Runtime:
                     "detail": llm_detail},
             "tts": engine, "speakers": len(self.speaker_list()), "personas": len(self.persona_list()),
             "active_turns": self.limiter.active_turns(),
+            "limits": {"max_text_chars": self.settings.limits.max_text_chars},
         }
         if self.demo:
             report["notice"] = DEMO_NOTICE
@@ -237,7 +240,14 @@ class Runtime:
         speaker_errors = await asyncio.to_thread(self.engine.reload)
         report = await asyncio.to_thread(self.personas.reload)
         return {"speakers": self.engine.speakers(), "personas": [p["id"] for p in self.persona_list()],
-                "errors": {"speakers": speaker_errors or {}, "personas": _errors(report.errors)}}
+                "errors": {"speakers": speaker_errors or {}, "personas": _errors(report.errors)},
+                "warnings": self.binding_warnings()}
+
+    def binding_warnings(self) -> list[str]:
+        """Personas whose speaker is not loaded: they load, but every turn of theirs would fail."""
+        loaded = set(self.engine.speakers()) if self.engine is not None else set()
+        return [f"persona {p['id']!r} uses speaker {p['speaker']!r}, which is not loaded"
+                for p in self.persona_list() if p.get("speaker") and p["speaker"] not in loaded]
 
     # ------------------------------------------------------------------------------- requests
 
@@ -458,7 +468,7 @@ def _engine_config(cls: Any, s: Settings) -> Any:
               "t2s_quant": s.tts.t2s_quant, "vocoder_dtype": s.tts.vocoder_dtype,
               "first_chunk_tokens": s.tts.first_chunk_tokens,
               "chunk_tokens": s.tts.chunk_tokens, "max_text_chars": max(s.limits.max_text_chars, SPEECH_MAX_CHARS),
-              "text_cache_size": s.tts.text_cache_size}
+              "text_cache_size": s.tts.text_cache_size, "model_cache_size": s.tts.model_cache_size}
     return cls(**{k: v for k, v in values.items() if v is not None})
 
 

@@ -201,6 +201,18 @@ async def test_persona_edited_into_invalid_yaml(fserver, folders):
         path.write_text(good, encoding="utf-8")
 
 
+async def test_persona_with_a_missing_speaker_is_a_reload_warning(fserver, folders):
+    path = folders / "personas" / "ghost.yaml"
+    path.write_text("name: ghost\nspeaker: Nobody\nsystem_prompt: 你是幽灵。\n", encoding="utf-8")
+    try:
+        async with httpx.AsyncClient(base_url=fserver.url, timeout=60) as c:
+            report = (await c.post("/admin/reload", headers=ADMIN)).json()
+        assert "ghost" in report["personas"], report
+        assert any("'ghost'" in w and "'Nobody'" in w for w in report["warnings"]), report
+    finally:
+        path.unlink()
+
+
 async def test_llm_refuses_connections(fserver, fllm):
     """Last in the module: it stops and restarts the scripted server."""
     port = fllm.port

@@ -110,6 +110,7 @@ def test_lists_health_metrics(client):
     assert any(p["id"] == "nahida" for p in client.get("/personas").json()["personas"])
     h = client.get("/health").json()
     assert h["live"] and h["ready"] and h["demo"] and "no intelligible speech" in h["notice"]
+    assert h["limits"] == {"max_text_chars": 2000}  # what a client (the web page) may send
     assert client.get("/health/ready").status_code == 200
     client.post("/chat2audio", json={**SEED, "format": "pcm"})
     m = client.get("/metrics")
