@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import shutil
 import subprocess
 import sys
@@ -151,7 +152,8 @@ def check_problems(settings: Settings) -> list[str]:
             try:
                 load_speaker(folder, models_dir)
             except Exception as e:
-                hint = " (run the service once to generate the demo models)" if "demo-" in str(e) else ""
+                missing_demo = re.search(r"file '[^']*demo-[^']*' not found", str(e))  # not e.g. a YAML error quoting it
+                hint = " (run the service once to generate the demo models)" if missing_demo else ""
                 problems.append(f"speaker {folder.name} ({folder / PROFILE_FILE}): {e}{hint}")
     try:
         from agent.personas import PersonaRegistry

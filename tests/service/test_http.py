@@ -200,7 +200,7 @@ def test_check_command_on_the_demo(demo_cache, capsys):
     bad = load_settings(DEFAULT_CONFIG, env={"CHAT2AUDIO_PATHS__CACHE_DIR": str(demo_cache / "nothing"),
                                              "CHAT2AUDIO_AGENT__DEFAULT_PERSONA": "nobody"})
     problems = check_problems(bad)
-    assert any("Nahida" in p and "not found" in p for p in problems)
+    assert any("Nahida" in p and "not found" in p and "run the service once" in p for p in problems)
     assert any("nobody" in p for p in problems)
 
 
