@@ -21,6 +21,7 @@ const state = {
   turns: [], // Turn records, oldest first
   current: null, // the Turn receiving events
   pending: [], // {text, at, cancelled, el} per input.text sent and not yet answered by turn.started
+  logPersona: null, // the character the shown conversation is with (a switch starts a new one)
   maxTextChars: 2000, // the server's limits.max_text_chars (its default, unless /health says otherwise)
   lastError: null,
   fresh: false, // next connection starts a new session instead of resuming
@@ -200,8 +201,30 @@ function onSession(ev) {
     state.sessionId = ev.session_id;
     storeSession(ev.session_id);
   }
-  if (ev.persona) setPicker("persona", ev.persona);
+  if (ev.persona) {
+    setPicker("persona", ev.persona);
+    notePersona(ev.persona);
+  }
   if (ev.speaker) setPicker("speaker", ev.speaker);
+}
+
+/**
+ * The server confirmed the session's character. Another one than the shown conversation's means a
+ * new conversation: the server dropped the history on the switch, so the log says so with a divider
+ * (kept in the stored log). However it came (the picker, a voice bound to another character, a resume
+ * with a remembered choice), the rule is the same.
+ */
+function notePersona(id) {
+  const was = state.logPersona;
+  state.logPersona = id;
+  if (!was || was === id) return;
+  const items = $("log").querySelectorAll(".msg:not(.unsent), .divider");
+  if (!items.length) return; // nothing said yet: nothing to separate
+  const last = items[items.length - 1];
+  const text = `New conversation with ${personaName(id)}`;
+  if (last.classList.contains("divider")) last.querySelector(".divider-text").textContent = text; // nothing said since
+  else addDivider(text);
+  persistLog();
 }
 
 function onServerError(ev) {
@@ -439,6 +462,22 @@ function addMessage(role, text) {
   return el;
 }
 
+function addDivider(text) {
+  $("log-hint")?.remove();
+  const el = document.createElement("div");
+  el.className = "divider";
+  const main = document.createElement("p");
+  main.className = "divider-text";
+  main.textContent = text;
+  const note = document.createElement("p");
+  note.className = "divider-note";
+  note.textContent = "Earlier messages are not remembered.";
+  el.append(main, note);
+  $("log").append(el);
+  el.scrollIntoView({ block: "end" });
+  return el;
+}
+
 function setMeta(t, text) {
   t.el.querySelector(".meta").textContent = text;
 }
@@ -489,21 +528,33 @@ function updateButtons() {
 }
 
 function personaLabel() {
-  const p = state.personas.find((x) => x.id === state.persona);
-  return p ? p.label : state.persona || "Character";
+  return state.persona ? personaName(state.persona) : "Character";
+}
+
+function personaName(id) {
+  return state.personas.find((x) => x.id === id)?.label || id;
 }
 
 function persistLog() {
-  const items = [...$("log").querySelectorAll(".msg:not(.unsent)")].map((el) => ({
-    role: el.classList.contains("user") ? "user" : "assistant",
-    who: el.querySelector(".who").textContent,
-    text: el.querySelector(".body").textContent,
-  }));
-  saveLog(state.sessionId, items);
+  const items = [...$("log").querySelectorAll(".msg:not(.unsent), .divider")].map((el) =>
+    el.classList.contains("divider")
+      ? { role: "divider", text: el.querySelector(".divider-text").textContent }
+      : {
+        role: el.classList.contains("user") ? "user" : "assistant",
+        who: el.querySelector(".who").textContent,
+        text: el.querySelector(".body").textContent,
+      });
+  saveLog(state.sessionId, items, state.logPersona);
 }
 
 function restoreLog() {
-  for (const it of loadLog()) {
+  const saved = loadLog();
+  state.logPersona = saved.persona;
+  for (const it of saved.items) {
+    if (it.role === "divider") {
+      addDivider(it.text);
+      continue;
+    }
     const el = addMessage(it.role, it.text);
     el.querySelector(".who").textContent = it.who;
     el.classList.add("restored");
@@ -512,6 +563,7 @@ function restoreLog() {
 
 function clearLog() {
   $("log").replaceChildren();
+  state.logPersona = null;
   forgetLog();
 }
 

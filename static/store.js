@@ -27,18 +27,24 @@ export function savePrefs(patch) {
   localStorage.setItem(LS_PREFS, JSON.stringify({ ...loadPrefs(), ...patch }));
 }
 
-/** @param {{role: string, who: string, text: string}[]} items */
-export function saveLog(sessionId, items) {
-  localStorage.setItem(LS_LOG, JSON.stringify({ session: sessionId, items: items.slice(-LOG_KEEP) }));
+/**
+ * @param {{role: string, who?: string, text: string}[]} items messages (role user/assistant) and
+ *   dividers (role divider) in order
+ * @param {string|null} persona the character the conversation is with now
+ */
+export function saveLog(sessionId, items, persona) {
+  localStorage.setItem(LS_LOG, JSON.stringify({ session: sessionId, persona, items: items.slice(-LOG_KEEP) }));
 }
 
-/** The saved messages when they belong to the stored session, else []. */
+/** The saved conversation when it belongs to the stored session, else an empty one. */
 export function loadLog() {
+  const none = { items: [], persona: null };
   try {
     const saved = JSON.parse(localStorage.getItem(LS_LOG) || "null");
-    return saved && saved.session === storedSession() ? saved.items || [] : [];
+    if (!saved || saved.session !== storedSession()) return none;
+    return { items: saved.items || [], persona: saved.persona || null };
   } catch (_e) {
-    return [];
+    return none;
   }
 }
 

@@ -355,3 +355,54 @@ def test_refused_input_is_given_back(browser, app_server, fake_llm: FakeOpenAI, 
         assert page.js_errors == []
     finally:
         context.close()
+
+
+def test_switching_character_starts_a_new_conversation(browser, app_server, fake_llm: FakeOpenAI,
+                                                       shots: Path) -> None:
+    """The server forgets the conversation when the character changes: the log says so with a divider
+    (earlier messages stay visible), and a reload shows the same."""
+    context, page = open_page(browser, app_server.url)
+    try:
+        wait_connected(page)
+        pick(page, "persona", "nahida")
+        page.wait_for_function(f"{STATUS}.persona === 'nahida'")
+        fake_llm.script(Reply.text("你好呀，旅行者。", token_chars=3, token_interval=0.01))
+        page.fill("#input", "Remember: my name is Aether.")
+        page.press("#input", "Enter")
+        page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.done", timeout=120000)
+        assert page.locator(".divider").count() == 0
+
+        pick(page, "persona", "tavern-keeper")
+        page.wait_for_selector(".divider", timeout=10000)
+        assert "new conversation with marta the tavern keeper" in page.inner_text(".divider").lower()
+        assert page.locator(".msg.user").count() == 1  # the earlier conversation stays visible
+        # Switching again before saying anything: still one divider, naming the newest character.
+        pick(page, "persona", "sensei")
+        page.wait_for_function("document.querySelector('.divider').textContent.includes('先生')", timeout=10000)
+        assert page.locator(".divider").count() == 1
+        log = page.evaluate("JSON.parse(localStorage.getItem('chat2audio.log'))")
+        assert [it["role"] for it in log["items"]] == ["user", "assistant", "divider"]
+        assert log["persona"] == "sensei"
+
+        fake_llm.script(Reply.text("こんにちは。", token_chars=3, token_interval=0.01))
+        page.fill("#input", "What is my name?")
+        page.press("#input", "Enter")
+        page.wait_for_function(f"{LAST_TURN}.userText === 'What is my name?' && {LAST_TURN}.done", timeout=120000)
+        sent = json.dumps(fake_llm.requests[-1]["messages"], ensure_ascii=False)
+        assert "Aether" not in sent, "the server was expected to start a fresh history on the switch"
+        page.screenshot(path=str(shots / "08-new-character.png"))
+
+        # A reload resumes the session and shows the same log: one divider, in the same place.
+        session_id = status(page)["sessionId"]
+        page.reload()
+        wait_connected(page)
+        page.wait_for_function(f"{STATUS}.sessionId === '{session_id}' && {STATUS}.persona === 'sensei'",
+                               timeout=10000)
+        time.sleep(0.3)
+        kinds = page.eval_on_selector_all("#log > *", "els => els.map(e => e.className)")
+        assert [k.split()[0] + ("." + k.split()[1] if k.startswith("msg") else "") for k in kinds] == [
+            "msg.user", "msg.assistant", "divider", "msg.user", "msg.assistant"]
+        assert "先生" in page.inner_text(".divider")
+        assert page.js_errors == []
+    finally:
+        context.close()
