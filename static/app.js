@@ -3,6 +3,7 @@
 import { Player, decodePcm16 } from "./player.js";
 import { api, apiKey, setApiKey, friendlyError, wsUrl, onKeyNeeded } from "./api.js";
 import { fillSelect, normalizeList, setupSpeech, setupTabs } from "./speech.js";
+import { tagLabel, visibleText } from "./text.js";
 import { forgetLog, loadLog, loadPrefs, saveLog, savePrefs, storedSession, storeSession } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
@@ -36,6 +37,8 @@ function turnSnapshot(t) {
     turnId: t.turnId,
     userText: t.userText,
     text: t.raw,
+    shownText: shownText(t),
+    tags: [...t.tags],
     sentences: [...t.sentences.values()].map((s) => ({
       index: s.index, text: s.text, chunks: s.chunks, audioMs: s.audioMs, done: s.done,
     })),
@@ -167,6 +170,7 @@ const handlers = {
   "session.updated": onSession,
   "turn.started": onTurnStarted,
   "text.delta": (ev) => withTurn(ev, (t) => appendText(t, ev.delta)),
+  emotion: (ev) => withTurn(ev, (t) => onTag(t, ev)),
   sentence: (ev) => withTurn(ev, (t) => onSentence(t, ev)),
   audio: (ev) => withTurn(ev, (t) => onAudio(t, ev)),
   "sentence.done": (ev) => withTurn(ev, (t) => onSentenceDone(t, ev)),
@@ -291,8 +295,9 @@ function onTurnStarted(ev) {
     turnId: ev.turn_id,
     userText: p ? p.text : "",
     sentAt: p ? p.at : performance.now(),
-    raw: "",
-    marks: [], // {index, start, end} ranges of raw text per spoken sentence
+    raw: "", // the text.delta's as sent: tags included (shownText(t) is what the bubble shows)
+    tags: [], // badges of the reply's [name:value] tags, in order
+    marks: [], // {index, start, end} ranges of shown text per spoken sentence
     cursor: 0,
     sentences: new Map(),
     chunks: [], // {start, duration, index}
@@ -315,11 +320,23 @@ function appendText(t, delta) {
   renderTurn(t);
 }
 
+/** The reply as shown: tags out; a tag still being written is held back until the turn ends. */
+function shownText(t) {
+  return visibleText(t.raw, t.done);
+}
+
+function onTag(t, ev) {
+  const label = tagLabel(ev.name || "", ev.value || "");
+  if (!label || t.tags[t.tags.length - 1] === label) return; // the same mood again: one badge
+  t.tags.push(label);
+  renderTags(t.el, t.tags);
+}
+
 function onSentence(t, ev) {
   const s = newSentence(ev.index, ev.text, ev.emotion);
   t.sentences.set(ev.index, s);
   const needle = (ev.text || "").trim();
-  let at = needle ? t.raw.indexOf(needle, t.cursor) : -1;
+  let at = needle ? shownText(t).indexOf(needle, t.cursor) : -1;
   if (at >= 0) {
     t.marks.push({ index: ev.index, start: at, end: at + needle.length });
     t.cursor = at + needle.length;
@@ -364,8 +381,9 @@ function onTurnDone(t, ev) {
   t.serverInterrupted = !!ev.interrupted;
   t.interrupted = t.interrupted || t.serverInterrupted;
   t.el.setAttribute("aria-busy", "false");
-  if (!t.raw && ev.text) appendText(t, ev.text);
+  if (!t.raw && ev.text) t.raw = ev.text;
   if (t.interrupted) markInterrupted(t);
+  else renderTurn(t); // a held-back tail that never became a tag is shown now
   persistLog();
   updateButtons();
 }
@@ -378,6 +396,7 @@ function abandonTurn() {
     t.el.setAttribute("aria-busy", "false");
     t.el.classList.add("failed");
     setMeta(t, "connection lost");
+    renderTurn(t);
   }
   updateButtons();
 }
@@ -448,15 +467,20 @@ function addMessage(role, text) {
   $("log-hint")?.remove();
   const el = document.createElement("article");
   el.className = `msg ${role}`;
+  const head = document.createElement("div");
+  head.className = "head";
   const who = document.createElement("h2");
   who.className = "who";
   who.textContent = role === "user" ? "You" : personaLabel();
+  const tags = document.createElement("span");
+  tags.className = "tags";
+  head.append(who, tags);
   const body = document.createElement("p");
   body.className = "body";
   body.textContent = text;
   const meta = document.createElement("p");
   meta.className = "meta";
-  el.append(who, body, meta);
+  el.append(head, body, meta);
   $("log").append(el);
   el.scrollIntoView({ block: "end" });
   return el;
@@ -478,25 +502,38 @@ function addDivider(text) {
   return el;
 }
 
+/** Badges for the reply's tags (e.g. its emotions), after the speaker's name. */
+function renderTags(el, labels) {
+  const box = el.querySelector(".tags");
+  box.replaceChildren(...labels.map((label) => {
+    const b = document.createElement("span");
+    b.className = "tag";
+    b.textContent = label;
+    return b;
+  }));
+  box.title = labels.length ? `Tags in this reply: ${labels.join(", ")}` : "";
+}
+
 function setMeta(t, text) {
   t.el.querySelector(".meta").textContent = text;
 }
 
 function renderTurn(t) {
   const body = t.el.querySelector(".body");
+  const text = shownText(t);
   const frag = document.createDocumentFragment();
   let pos = 0;
   for (const m of t.marks) {
-    if (m.start > pos) frag.append(t.raw.slice(pos, m.start));
+    if (m.start > pos) frag.append(text.slice(pos, m.start));
     const span = document.createElement("span");
     const speaking = lastSpoken === `${t.turnId}:${m.index}`;
     span.className = "sent" + (m.unspoken ? " unspoken" : "") + (speaking ? " speaking" : "");
     span.dataset.index = m.index;
-    span.textContent = t.raw.slice(m.start, m.end);
+    span.textContent = text.slice(m.start, m.end);
     frag.append(span);
     pos = m.end;
   }
-  const tail = t.raw.slice(pos);
+  const tail = text.slice(pos);
   if (tail && t.interrupted && t.done) {
     const span = document.createElement("span");
     span.className = "unspoken";
@@ -543,6 +580,7 @@ function persistLog() {
         role: el.classList.contains("user") ? "user" : "assistant",
         who: el.querySelector(".who").textContent,
         text: el.querySelector(".body").textContent,
+        tags: [...el.querySelectorAll(".tag")].map((b) => b.textContent),
       });
   saveLog(state.sessionId, items, state.logPersona);
 }
@@ -555,8 +593,10 @@ function restoreLog() {
       addDivider(it.text);
       continue;
     }
-    const el = addMessage(it.role, it.text);
+    const text = it.role === "assistant" ? visibleText(it.text, true) : it.text; // older logs kept the tags
+    const el = addMessage(it.role, text);
     el.querySelector(".who").textContent = it.who;
+    if (Array.isArray(it.tags)) renderTags(el, it.tags);
     el.classList.add("restored");
   }
 }

@@ -406,3 +406,77 @@ def test_switching_character_starts_a_new_conversation(browser, app_server, fake
         assert page.js_errors == []
     finally:
         context.close()
+
+
+# visibleText (static/text.js) on every prefix of each reply, as if it streamed one character at a time:
+# the shown text must only grow (a tag split across deltas never flashes up), and end as expected.
+TEXT_CASES = {
+    "[emotion:happy]你好呀。（微笑）我很高兴。": "你好呀。（微笑）我很高兴。",
+    "[Emotion:happy][mood = calm ]好的。": "好的。",
+    "Hi [emo:sad] there. [laughs] *waves*": "Hi  there. [laughs] *waves*",
+    "价格是[3]元，[注意]这个。": "价格是[3]元，[注意]这个。",
+    "A [note] and [a [b] c].": "A [note] and [a [b] c].",
+    "到最后[emotion:sad": "到最后[emotion:sad",  # never closed: it was text after all
+}
+VISIBLE_TEXT = """async (cases) => {
+  const { visibleText } = await import("./static/text.js");
+  return Object.keys(cases).map((raw) => {
+    const shown = visibleText(raw, true);
+    let prev = "", grows = true;
+    for (let i = 0; i <= raw.length; i++) {
+      const v = visibleText(raw.slice(0, i));
+      grows = grows && v.startsWith(prev) && shown.startsWith(v);
+      prev = v;
+    }
+    return { raw, shown, grows };
+  });
+}"""
+
+
+def test_visible_text_hides_tags(browser, app_server) -> None:
+    context, page = open_page(browser, app_server.url)
+    try:
+        for got in page.evaluate(VISIBLE_TEXT, TEXT_CASES):
+            assert got["shown"] == TEXT_CASES[got["raw"]], got
+            assert got["grows"], got
+    finally:
+        context.close()
+
+
+# Records whether a reply bubble ever showed a tag while the reply streamed in.
+WATCH_TAGS = """() => {
+  window.tagSeen = false;
+  new MutationObserver(() => {
+    for (const b of document.querySelectorAll(".msg.assistant .body"))
+      if (/\\[(emotion|mood)/.test(b.textContent)) window.tagSeen = true;
+  }).observe(document.getElementById("log"), { childList: true, subtree: true, characterData: true });
+}"""
+
+
+def test_reply_tags_become_badges(browser, app_server, fake_llm: FakeOpenAI, shots: Path) -> None:
+    """`[emotion:...]` tags are not shown as text (even split across deltas); they become badges.
+    Stage directions stay."""
+    context, page = open_page(browser, app_server.url)
+    try:
+        wait_connected(page)
+        page.evaluate(WATCH_TAGS)
+        reply = "[emotion:happy]你好呀。（微笑）我很高兴。[emotion:sad]可是我要走了。"
+        fake_llm.script(Reply.text(reply, token_chars=4, token_interval=0.02))  # each tag spans several deltas
+        page.fill("#input", "你好")
+        page.press("#input", "Enter")
+        page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.done", timeout=120000)
+        assert page.inner_text(".msg.assistant .body") == "你好呀。（微笑）我很高兴。可是我要走了。"
+        t = last_turn(page)
+        assert t["text"] == reply  # the raw text as sent
+        assert t["tags"] == ["happy", "sad"]
+        assert page.eval_on_selector_all(".msg.assistant .tag", "bs => bs.map(b => b.textContent)") == ["happy", "sad"]
+        assert page.evaluate("window.tagSeen") is False
+        page.screenshot(path=str(shots / "09-tags.png"))
+
+        page.reload()
+        wait_connected(page)
+        assert page.inner_text(".msg.assistant .body") == "你好呀。（微笑）我很高兴。可是我要走了。"
+        assert page.eval_on_selector_all(".msg.assistant .tag", "bs => bs.map(b => b.textContent)") == ["happy", "sad"]
+        assert page.js_errors == []
+    finally:
+        context.close()
