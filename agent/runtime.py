@@ -44,9 +44,13 @@ class ApiError(Exception):
 
     @classmethod
     def from_event(cls, event: ev.ErrorEvent) -> ApiError:
-        status = {"busy": 429, "unknown_speaker": 404, "unknown_persona": 404, "text_too_long": 413}.get(event.code)
-        if status is None:
-            status = 502 if event.code in LLM_ERROR_CODES else 400  # the LLM upstream failed: bad gateway
+        """The HTTP answer to an error inside a turn. The request itself was checked before the turn
+        began, so what fails inside is the server's side: the LLM (502), the engine being full (429), or
+        the speech of a sentence the LLM wrote (500, e.g. a persona's speaker missing, a sentence over the
+        engine's length limit): not a 4xx that would blame the client's request."""
+        if event.code == "busy":
+            return cls(429, event.code, event.message, counted=True)
+        status = 502 if event.code in LLM_ERROR_CODES else 500
         return cls(status, event.code, event.message, counted=True)
 
 
@@ -360,6 +364,10 @@ class Runtime:
         if existing is not None and persona is None and speaker is None:
             return existing
         persona, speaker = self._bind(persona, speaker, existing or current)
+        loaded = self.engine.speakers()
+        if speaker not in loaded:  # a persona's own speaker (a named one was checked above): the server's setup
+            raise ApiError(500, "unknown_speaker", f"persona {persona!r} uses speaker {speaker!r}, which is not "
+                           f"loaded (available: {', '.join(loaded) or 'none'}); see POST /admin/reload's warnings")
         return self.sessions.open(session_id=session_id, persona=persona, speaker=speaker, owner=key_id)
 
     def check_binding(self, persona: str | None, speaker: str | None) -> None:

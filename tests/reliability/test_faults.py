@@ -201,7 +201,7 @@ async def test_persona_edited_into_invalid_yaml(fserver, folders):
         path.write_text(good, encoding="utf-8")
 
 
-async def test_persona_with_a_missing_speaker_is_a_reload_warning(fserver, folders):
+async def test_persona_with_a_missing_speaker_is_a_reload_warning(fserver, fllm, folders):
     path = folders / "personas" / "ghost.yaml"
     path.write_text("name: ghost\nspeaker: Nobody\nsystem_prompt: 你是幽灵。\n", encoding="utf-8")
     try:
@@ -209,6 +209,11 @@ async def test_persona_with_a_missing_speaker_is_a_reload_warning(fserver, folde
             report = (await c.post("/admin/reload", headers=ADMIN)).json()
         assert "ghost" in report["personas"], report
         assert any("'ghost'" in w and "'Nobody'" in w for w in report["warnings"]), report
+        async with httpx.AsyncClient(base_url=fserver.url, timeout=60) as c:
+            n = len(fllm.requests)
+            r = await c.post("/chat2audio", json={"input": "你好", "persona": "ghost"})
+            assert r.status_code == 500 and "'Nobody'" in r.json()["error"]["message"], r.text
+            assert len(fllm.requests) == n, "refused before the LLM is asked"
     finally:
         path.unlink()
 
