@@ -35,6 +35,9 @@ ABBREVIATIONS = frozenset(
     "aug sep sept oct nov dec approx dept est mt".split()
 )
 _SPACES = re.compile(r"\s+")
+# characters a sentence may hold per unit of max_units: only a single huge word reaches this (words are never
+# cut otherwise), and the TTS must not get a sentence beyond its own length limit from it
+MAX_CHARS_PER_UNIT = 12
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,9 @@ class SentenceSplitter:
         while self._i < len(self._buf):
             s, i = self._buf, self._i
             c = s[i]
+            if i >= MAX_CHARS_PER_UNIT * cfg.max_units:  # a run-on "word" (a URL, a degenerate reply): cut inside it
+                self._cut(i, out)
+                continue
             if _starts_unit(s, i):
                 if self._units >= cfg.max_units:  # hard cut before this unit
                     self._cut(self._hard_cut_point(i), out)

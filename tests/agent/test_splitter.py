@@ -201,3 +201,15 @@ def test_arbitrary_unicode_never_crashes_or_loses(text: str, cuts: list[int]) ->
     assert _nows("".join(got)) == _nows(text)
     assert got == split_all(text, config)
     assert all(count_units(s) <= config.max_units for s in got)
+
+
+def test_a_run_on_word_is_cut():
+    """A single huge "word" (a degenerate reply, a pasted blob) cannot reach the TTS whole: the TTS limit
+    would fail the sentence. Cut inside it at 12 characters per unit of max_units, whatever the deltas."""
+    text = "A" * 2100 + ". Hello there."
+    whole = SentenceSplitter()
+    out = whole.push(text) + whole.flush()
+    assert [len(s) for s in out] == [600, 600, 600, 314] and "".join(out).replace(" ", "") == text.replace(" ", "")
+    pieces = SentenceSplitter()
+    out2 = [s for k in range(0, len(text), 7) for s in pieces.push(text[k:k + 7])] + pieces.flush()
+    assert out2 == out
