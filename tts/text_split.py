@@ -2,10 +2,19 @@
 
 Follows GPT-SoVITS' api_v2 default (`cut5`): split after every punctuation mark, merge
 pieces that are too short into their neighbours, make sure every piece ends in
-punctuation, and split pieces that are still too long. Pure functions, no I/O.
+punctuation, and split pieces that are still too long. Pure functions, no I/O (jieba's
+dictionary, loaded once, finds word boundaries in a long CJK run without punctuation).
+
+A piece is too long for the T2S beyond MAX_PIECE_UNITS "units": a CJK character or a digit
+is one unit (about a syllable), any other non-space character a third (English letters).
+50 units is GPT-SoVITS' cut2 size, about 11 s of speech; api_v2 only cuts at 510 characters,
+far beyond the clips a T2S is trained on. A longer piece is cut into about equal parts at
+punctuation, else spaces, else word boundaries, and each part but the last ends in a comma.
 """
 from __future__ import annotations
 
+import logging
+import math
 import re
 
 # Marks that end a piece in cut5 (full- and half-width).
@@ -13,8 +22,13 @@ SPLIT_MARKS = frozenset(",.;?!、，。？！;：:…")
 _CLOSERS = frozenset("\"'”’」』）)]】")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _REPEATED = re.compile(r"([,.;?!、，。？！;：:…])\1+")
+# one unit each: digits (also full-width), kana, Han, half-width katakana
+_UNIT = re.compile(r"[0-9\uff10-\uff19\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+_LATIN_WORD = re.compile(r"\s*\S+\s*|\s+")
 MIN_PIECE_CHARS = 5
-MAX_PIECE_CHARS = 510
+MAX_PIECE_UNITS = 50
+# Penalties of a cut (added to its relative distance from the even split point)
+_CUT_PENALTY = {"punct": 0.0, "space": 0.15, "word": 0.3}
 
 
 def replace_consecutive_punctuation(text: str) -> str:
@@ -87,22 +101,89 @@ def final_punctuation(piece: str) -> str:
     return stripped + ("。" if _CJK.search(stripped) else ".")
 
 
-def _split_long(piece: str, max_chars: int) -> list[str]:
-    if len(piece) <= max_chars:
+def units(text: str) -> float:
+    """Spoken length of `text`: one per CJK character or digit, a third per other non-space character."""
+    return _thirds(text) / 3
+
+
+def _thirds(text: str) -> int:
+    """`units` times 3, exact."""
+    n_unit = len(_UNIT.findall(text))
+    return 2 * n_unit + sum(1 for c in text if not c.isspace())
+
+
+def _words(text: str) -> list[str]:
+    """Tokens that concatenate back to `text`: jieba's words where there is CJK text, else spaces."""
+    if _CJK.search(text):
+        import jieba  # the zh frontend loads it anyway; only long CJK runs without punctuation get here
+
+        jieba.setLogLevel(logging.WARNING)
+        return [w for w in jieba.cut(text) if w]
+    return _LATIN_WORD.findall(text)
+
+
+def _cut_chars(word: str, limit: int) -> list[str]:
+    """A word longer than a part (a URL, a digit string) cut into parts of at most `limit` thirds."""
+    out, start, acc = [], 0, 0
+    for i, ch in enumerate(word):
+        size = _thirds(ch)
+        if acc + size > limit and i > start:
+            out.append(word[start:i])
+            start, acc = i, 0
+        acc += size
+    out.append(word[start:])
+    return out
+
+
+def _cut_kind(left: str, right: str) -> str:
+    if left.rstrip()[-1:] in SPLIT_MARKS or left.rstrip()[-1:] in _CLOSERS:
+        return "punct"
+    if left[-1:].isspace() or right[:1].isspace():
+        return "space"
+    return "word"
+
+
+def _comma(piece: str) -> str:
+    if piece[-1:] in SPLIT_MARKS:
+        return piece
+    return piece + ("，" if _CJK.search(piece[-1:]) else ",")
+
+
+def split_long(piece: str, max_units: float = MAX_PIECE_UNITS) -> list[str]:
+    """`piece` as parts of at most `max_units` (see the module docstring); one part when it fits.
+
+    Every part but the last ends in punctuation (a comma is added at a cut between words).
+    """
+    limit = int(max_units * 3)  # sizes in thirds of a unit: exact integers
+    if _thirds(piece) <= limit:
         return [piece]
-    out = []
-    while len(piece) > max_chars:
-        cut = piece.rfind(" ", 0, max_chars)
-        cut = cut if cut > max_chars // 2 else max_chars
-        out.append(piece[:cut].strip())
-        piece = piece[cut:].strip()
-    if piece:
-        out.append(piece)
+    tokens = [part for w in _words(piece) for part in (_cut_chars(w, limit) if _thirds(w) > limit else [w])]
+    sizes = [_thirds(t) for t in tokens]
+    out: list[str] = []
+    start = 0
+    while sum(sizes[start:]) > limit:
+        total = sum(sizes[start:])
+        target = total / math.ceil(total / limit)  # the even split of what is left
+        best, best_score, acc = start + 1, math.inf, 0
+        for i in range(start + 1, len(tokens)):  # a cut before tokens[i]
+            acc += sizes[i - 1]
+            if acc > limit:
+                break
+            score = abs(acc - target) / target + _CUT_PENALTY[_cut_kind(tokens[i - 1], tokens[i])]
+            if score < best_score:
+                best, best_score = i, score
+        part = "".join(tokens[start:best]).strip()
+        if part:
+            out.append(_comma(part))
+        start = best
+    rest = "".join(tokens[start:]).strip()
+    if rest:
+        out.append(rest)
     return out
 
 
 def split_sentences(text: str, min_chars: int = MIN_PIECE_CHARS,
-                    max_chars: int = MAX_PIECE_CHARS) -> list[str]:
+                    max_units: float = MAX_PIECE_UNITS) -> list[str]:
     """Split `text` into speakable pieces, each ending in punctuation.
 
     Returns an empty list when the text holds nothing to speak (only spaces or punctuation).
@@ -116,15 +197,18 @@ def split_sentences(text: str, min_chars: int = MIN_PIECE_CHARS,
     pieces = merge_short(pieces, min_chars)
     out: list[str] = []
     for p in pieces:
-        for q in _split_long(p, max_chars):
+        for q in split_long(p, max_units):
             if q and not _is_punct_only(q):
                 out.append(final_punctuation(q))
     return out
 
 
-def as_single_sentence(text: str) -> list[str]:
-    """The no-split path: the whole text as one piece (with final punctuation), or nothing."""
+def as_single_sentence(text: str, max_units: float = MAX_PIECE_UNITS) -> list[str]:
+    """The no-split path: the whole text as one piece (with final punctuation), or nothing.
+
+    A text too long for the T2S still becomes several pieces (`split_long`).
+    """
     text = replace_consecutive_punctuation(text.strip())
     if not text or _is_punct_only(text):
         return []
-    return [final_punctuation(text)]
+    return [final_punctuation(p) for p in split_long(text, max_units)]

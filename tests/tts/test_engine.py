@@ -76,7 +76,8 @@ def test_repeated_sentence_reuses_its_phones_and_bert(engine_config, tmp_path, m
             np.testing.assert_array_equal(a, b)
             assert sum("旅行者" in t for t in seen) == frontend_runs, seen
             assert e.health()["text_cache_hits"] == hits
-            long = "我们一起去" * 13 + "。"  # over CACHED_TEXT_CHARS: never kept
+            # over CACHED_TEXT_CHARS, under one piece's MAX_PIECE_UNITS: never kept
+            long = "We all went to the park together, and then we walked back home for dinner."
             for _ in range(2):
                 list(e.synthesize(long, "demo", opts))
             assert sum(t == long for t in seen) == 2 and e.health()["text_cache_hits"] == hits
@@ -299,3 +300,13 @@ def test_bert_skipped_without_chinese(engine_config, demo_models, tmp_path):
         chunks = list(e.synthesize("Hello there, my friend.", "en"))
         assert chunks and chunks[-1].is_final
         assert e.health()["bert_loaded"] is False
+
+
+def test_long_text_without_punctuation(engine):
+    """141 characters without a mark (more than the demo BERT's 126 positions) failed with a tensor size
+    error; now it is spoken as three sentences, and BERT takes even a longer text in windows."""
+    text = "我们一起去公园散步然后再去图书馆看看书最后回家吃晚饭再看一会儿电视然后睡觉明天早上再起来跑步" * 3
+    chunks = list(engine.synthesize(text, "demo", SynthesisOptions(language="auto", seed=1)))
+    assert sorted({c.sentence_index for c in chunks}) == [0, 1, 2]
+    phones, bert, _ = engine._phones_and_bert("我们在2024年花了15%的预算" * 10, "zh")  # 250 characters normalised
+    assert bert.shape == (1024, len(phones))

@@ -96,3 +96,29 @@ def test_missing_model_folders(tmp_path):
         SSLModel.from_dir(tmp_path)
     with pytest.raises(CheckpointError, match="config.json"):
         BertFeatures.from_dir(tmp_path)
+
+
+@pytest.mark.parametrize("text,limit,expected", [
+    ("你好世界", 10, ["你好世界"]),                               # fits: one window, the text itself
+    ("一二三四五六七八九十", 4, ["一二三四", "五六七", "八九十"]),   # no marks: even pieces
+    ("一二三,四五六七八九十", 8, ["一二三,", "四五六七八九十"]),    # a cut after a mark
+    ("一二三四五,六七八九十", 8, ["一二三四五,", "六七八九十"]),      # the mark nearest the middle
+])
+def test_bert_windows(text, limit, expected):
+    from tts.models.bert import windows
+
+    assert windows(text, limit) == expected
+
+
+def test_bert_runs_longer_texts_in_windows(bert):
+    """The demo BERT has 128 positions: 126 characters a window. A longer text (here 138 characters
+    without punctuation, and 400 with) gives one feature per character instead of failing."""
+    assert bert.max_chars == 126
+    text = "我们一起去公园散步然后再去图书馆看看书最后回家吃晚饭再看一会儿电视然后睡觉明天早上再起来跑步" * 3
+    feat = bert(text, [2] * len(text))
+    assert feat.shape == (bert.encoder.config.hidden_size, 2 * len(text))
+    half = len(text) // 2  # two windows of 69: each equals that window run alone
+    assert torch.allclose(feat[:, : 2 * half], bert(text[:half], [2] * half), atol=1e-6)
+    assert torch.allclose(feat[:, 2 * half:], bert(text[half:], [2] * half), atol=1e-6)
+    long = "你好,世界." * 80
+    assert bert(long, [1] * len(long)).shape[1] == len(long)
