@@ -602,7 +602,11 @@ function restoreLog() {
 }
 
 function clearLog() {
-  $("log").replaceChildren();
+  const hint = document.createElement("p");
+  hint.className = "hint";
+  hint.id = "log-hint";
+  hint.textContent = "Say something to start talking.";
+  $("log").replaceChildren(hint);
   state.logPersona = null;
   forgetLog();
 }
@@ -645,6 +649,7 @@ function setMaxTextChars(n) {
   if (!Number.isInteger(n) || n < 1) return;
   state.maxTextChars = n;
   $("input").maxLength = n;
+  $("tts-text").maxLength = n; // POST /tts has the same limit
   updateCount();
 }
 

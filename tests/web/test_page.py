@@ -1,5 +1,6 @@
 """The web page in headless Chromium against the real app: chat with streamed text and audio,
-Stop mid-reply, session resume, the Speech tab's download, server errors and the API-key flow.
+Stop mid-reply, session resume, the Speech tab's download, server errors and the API-key flow,
+refused messages given back, the text limit, character switches and reply tags.
 
 The page exposes a read-only `window.chat2audioStatus` snapshot that these tests read."""
 from __future__ import annotations
@@ -477,6 +478,39 @@ def test_reply_tags_become_badges(browser, app_server, fake_llm: FakeOpenAI, sho
         wait_connected(page)
         assert page.inner_text(".msg.assistant .body") == "你好呀。（微笑）我很高兴。可是我要走了。"
         assert page.eval_on_selector_all(".msg.assistant .tag", "bs => bs.map(b => b.textContent)") == ["happy", "sad"]
+        assert page.js_errors == []
+    finally:
+        context.close()
+
+
+def test_limit_from_health_and_new_chat(browser, app_server, fake_llm: FakeOpenAI) -> None:
+    """The boxes follow the limit /health reports (the Speech tab's POST /tts has the same one); New chat
+    leaves an empty log that says what to do."""
+    def small_limit(page) -> None:
+        page.route("**/health", lambda route: route.fulfill(json={"status": "ok", "limits": {"max_text_chars": 50}}))
+
+    context, page = open_page(browser, app_server.url, before=small_limit)
+    try:
+        wait_connected(page)
+        page.wait_for_function("document.getElementById('input').maxLength === 50", timeout=10000)
+        assert page.evaluate("document.getElementById('tts-text').maxLength") == 50
+        page.focus("#input")
+        page.keyboard.insert_text("x" * 60)
+        assert page.input_value("#input") == "x" * 50
+        assert "50 / 50" in page.inner_text("#input-count")
+        page.fill("#input", "")
+        assert page.is_hidden("#input-count")
+
+        fake_llm.script(Reply.text("Hello.", token_chars=3, token_interval=0.01))
+        page.fill("#input", "Hi")
+        page.press("#input", "Enter")
+        page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.done", timeout=120000)
+        session_id = status(page)["sessionId"]
+        page.click("#new-chat")
+        page.wait_for_function(f"{STATUS}.connected && {STATUS}.sessionId && {STATUS}.sessionId !== '{session_id}'",
+                               timeout=20000)
+        assert page.locator("#log .msg").count() == 0
+        assert page.is_visible("#log-hint")
         assert page.js_errors == []
     finally:
         context.close()
