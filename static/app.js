@@ -226,8 +226,11 @@ function notePersona(id) {
   if (!items.length) return; // nothing said yet: nothing to separate
   const last = items[items.length - 1];
   const text = `New conversation with ${personaName(id)}`;
-  if (last.classList.contains("divider")) last.querySelector(".divider-text").textContent = text; // nothing said since
-  else addDivider(text);
+  if (last.classList.contains("divider")) {
+    last.querySelector(".divider-text").textContent = text; // nothing said since the last switch
+  } else {
+    addDivider(text);
+  }
   persistLog();
 }
 
@@ -617,8 +620,9 @@ function submitMessage() {
   const input = $("input");
   const text = input.value.trim();
   if (!text) return;
-  if ([...text].length > state.maxTextChars) {
-    showError({ code: "text_too_long", message: `${[...text].length} characters; the limit is ${state.maxTextChars}` });
+  const chars = [...text].length; // as the server counts them (the box's maxlength counts UTF-16 units)
+  if (chars > state.maxTextChars) {
+    showError({ code: "text_too_long", message: `${chars} characters; the limit is ${state.maxTextChars}` });
     return;
   }
   player.unlock(state.sampleRate);

@@ -44,14 +44,14 @@ def fake_llm() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture(scope="session")
-def app_server(demo_cache: Path, fake_llm: FakeOpenAI, chromium_path: str) -> Iterator[Server]:
+def app_server(demo_cache: Path, fake_llm: FakeOpenAI, chromium_path: str) -> Iterator[Server]:  # noqa: F811
     srv = start_server(demo_cache, fake_llm)
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="session")
-def keyed_server(demo_cache: Path, fake_llm: FakeOpenAI, chromium_path: str) -> Iterator[Server]:
+def keyed_server(demo_cache: Path, fake_llm: FakeOpenAI, chromium_path: str) -> Iterator[Server]:  # noqa: F811
     srv = start_server(demo_cache, fake_llm, CHAT2AUDIO_AUTH__API_KEYS='["web-test-key"]')
     yield srv
     srv.stop()
