@@ -4,6 +4,11 @@ Numbers, ordinals, times, measurement units, currency, decimals, fractions and s
 arithmetic are spelled out in words; accents are stripped; every character other than
 ASCII letters, space and ' . , ? ! - is deleted; runs of capitals are split into letters.
 The spelling of numbers comes from `inflect` so that it matches the reference exactly.
+
+Two departures from the reference, where it misreads: a digit run next to letters is read as a
+word of its own ("ABC123" -> "A B C one hundred twenty-three", not "... Cone hundred ..."; "5kg"
+-> "five kg"), and a clock time takes a following AM/PM ("5:30 PM" -> "five thirty p.m.", not
+"five thirty a.m. P M").
 """
 from __future__ import annotations
 
@@ -35,7 +40,10 @@ _UNITS = {
 
 _ORDINAL_DOT = re.compile(r"\b([0-9]+)\. ")
 _DIGIT_GROUPS = re.compile(r"([0-9][0-9\,]+[0-9])")
-_CLOCK = re.compile(r"\b([01]?[0-9]|2[0-3]):([0-5][0-9])\b")
+# a clock time, with the a/p of a following "AM", "pm", "a.m." or "P.M." when there is one
+_CLOCK = re.compile(r"\b([01]?[0-9]|2[0-3]):([0-5][0-9])(?: ?([AaPp])(?:[Mm]\b|\.[Mm]\.)|\b)")
+_LETTER_DIGIT = re.compile(r"(?<=[A-Za-z])(?=[0-9])")
+_DIGIT_LETTER = re.compile(r"(?<=[0-9])(?=[A-Za-z])(?!(?:st|nd|rd|th)\b)")  # not inside 1st, 2nd
 _MEASURE = re.compile(r"\b([0-9]+(\.[0-9]+)?(m|km|km/h|ft|L|tbsp|tsp|h|min|s|°C|°F))\b")
 _POUNDS_BEFORE = re.compile(r"£([0-9\.\,]*[0-9]+)")
 _POUNDS_AFTER = re.compile(r"([0-9\.\,]*[0-9]+)£")
@@ -92,6 +100,8 @@ def _negative(m: re.Match) -> str:
 def _clock(m: re.Match) -> str:
     hours, minutes = int(m.group(1)), int(m.group(2))
     period = "a.m." if hours < 12 else "p.m."
+    if m.group(3):  # written AM/PM wins over the reference's guess from the hour
+        period = "a.m." if m.group(3) in "Aa" else "p.m."
     if hours > 12:
         hours -= 12
     if minutes == 0:
@@ -182,6 +192,7 @@ def expand(text: str) -> str:
     Numbers longer than inflect can name (which make the reference fail) are read digit by digit.
     """
     text = _LONG_NUMBER.sub(_digit_by_digit, text)
+    text = _LETTER_DIGIT.sub(" ", text)
     text = _ORDINAL_DOT.sub(_ordinal_dot, text)
     while _ARITHMETIC.search(text):
         text = _ARITHMETIC.sub(_arithmetic, text)
@@ -189,6 +200,7 @@ def expand(text: str) -> str:
     text = _DIGIT_GROUPS.sub(lambda m: m.group(1).replace(",", ""), text)
     text = _CLOCK.sub(_clock, text)
     text = _MEASURE.sub(_measure, text)
+    text = _DIGIT_LETTER.sub(" ", text)
     for pattern, fn in ((_POUNDS_BEFORE, _pounds), (_POUNDS_AFTER, _pounds),
                         (_DOLLARS_BEFORE, _dollars), (_DOLLARS_AFTER, _dollars),
                         (_DECIMAL, _decimal), (_FRACTION, _fraction),

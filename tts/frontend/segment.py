@@ -21,6 +21,10 @@ marks or Latin words):
   - a sentence without kana is Chinese when the text has no kana at all; when it has (a kanji-only
     line in Japanese text), it is Japanese only if the detector says so with a score of at least
     JA_CONFIDENCE.
+
+A unit written after a number in Chinese text (5kg, 3cm, 10km/h, 10°C; full-width forms too) is no
+English word: in the zh and auto modes it stays with the number in the Chinese segment, whose
+normaliser reads it (五千克, 十度).
 """
 from __future__ import annotations
 
@@ -41,6 +45,9 @@ _HAN = re.compile(r"[\u3005\u3006\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U000200
 # Neutral characters that end a sentence: CJK text is judged sentence by sentence.
 _SENTENCE_END = set("。！？!?；;\n")
 JA_CONFIDENCE = 0.8  # detector score for a kanji-only sentence of a text with kana to be Japanese
+# Units the zh normaliser reads after a number (tts.frontend.zh_normalize MEASURES, temperatures).
+_UNIT_AFTER_NUMBER = re.compile(r"(?<=[0-9]) ?(°C|km/h|m/s|cm[23²³]?|mm|m[23²³]?|kg|km|ml|s)(?![A-Za-z])")
+_HALF_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # full-width ASCII -> ASCII, one to one
 
 _detect_lock = threading.Lock()
 _detector = None
@@ -179,4 +186,19 @@ def split(text: str, mode: str) -> list[tuple[str, str]]:
         return [("en", text)]
     if mode in ("all_zh", "all_ja"):
         return [(mode[4:], text)]
-    return _runs(text, _tag(text, mode))
+    langs = _tag(text, mode)
+    if mode in ("zh", "auto"):
+        _units_stay_chinese(text, langs)
+    return _runs(text, langs)
+
+
+def _units_stay_chinese(text: str, langs: list[str | None]) -> None:
+    """Untag the Latin letters of a unit after a number whose sentence is Chinese (module docstring),
+    so that they join the number's segment."""
+    for m in _UNIT_AFTER_NUMBER.finditer(text.translate(_HALF_WIDTH)):  # same length: indices hold
+        # the number's language: that of the text before it (neutral characters join it), else after it
+        lang = next((lang for lang in reversed(langs[: m.start()]) if lang is not None), None)
+        if lang is None:
+            lang = next((lang for lang in langs[m.end():] if lang is not None), "zh")
+        if lang == "zh":
+            langs[m.start(): m.end()] = [None] * (m.end() - m.start())

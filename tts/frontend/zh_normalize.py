@@ -6,6 +6,10 @@ removed. Released GPT-SoVITS models were trained on text normalised exactly this
 so the rules (and their oddities: "30-60分钟" reads as a subtraction, "-2.5" as
 "负二零点五", every Latin "m"/"s" turns into 米/秒) are kept on purpose.
 
+Departures, where the reference misreads a number's unit or drops a full-width symbol: after a
+digit, "mm" reads 毫米 (not 米米) and "km/h" 千米每小时 (not 千米每); full-width ％ ． ＋ ＝ ／
+become ASCII with the letters and digits (１５％ -> 百分之十五, not 十五).
+
 Rules run per sentence in a fixed order; see `_RULES`.
 """
 from __future__ import annotations
@@ -141,7 +145,12 @@ MEASURES = (
 )
 
 
+RE_UNIT_AFTER_DIGIT = re.compile(rf"(?<={_D})(km/h|mm)")
+_UNIT_AFTER_DIGIT = {"km/h": "千米每小时", "mm": "毫米"}
+
+
 def _measures(text: str) -> str:
+    text = RE_UNIT_AFTER_DIGIT.sub(lambda m: _UNIT_AFTER_DIGIT[m.group(1)], text)
     for key, word in MEASURES:
         text = text.replace(key, word)
     return text
@@ -281,7 +290,7 @@ def _t2s_table() -> dict[int, str]:
     return table
 
 
-_FULLWIDTH = {c + 0xFEE0: c for c in range(0x21, 0x7F) if chr(c).isalnum()}
+_FULLWIDTH = {c + 0xFEE0: c for c in range(0x21, 0x7F) if chr(c).isalnum() or chr(c) in "%.+=/"}
 _FULLWIDTH[0x3000] = 0x20
 
 _PUNCT_MAP = {

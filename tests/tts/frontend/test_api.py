@@ -100,3 +100,13 @@ def test_never_crashes(text, lang):
 def test_words_around_odd_characters_survive(left, noise):
     ph = to_phonemes(f"{noise}{left}{noise} again{noise}", "en")
     assert left in ph.norm_text and "again" in ph.norm_text
+
+
+@pytest.mark.parametrize("text, lang, norm", [
+    ("温度是-5℃，明天升到10°C。", "zh", "温度是零下五度,明天升到十度."),   # the C was English: 十C
+    ("买了5kg苹果，车速10km/h。", "auto", "买了五千克苹果,车速十千米每小时."),
+    ("ＡＢＣ１２３，全角字符测试。", "zh", "A B C one hundred twenty-three,全角字符测试."),  # was Cone hundred
+    ("5:30 PM", "en", "five thirty p.m."),                                 # was five thirty a.m. P M
+])
+def test_trial_misreads(text, lang, norm):
+    assert to_phonemes(text, lang).norm_text == norm

@@ -39,6 +39,12 @@ from tts.frontend.symbols import symbols_v2
         ("Really？Yes！", "Really? Yes!"),
         ("café naïve", "cafe naive"),
         ("1" * 40, " ".join(["one"] * 40)),
+        # departures from the reference: AM/PM after a clock, digits next to letters
+        ("See you at 5:30 PM.", "See you at five thirty p.m."),
+        ("At 9:05am and 11:15 p.m. today", "At nine five a.m. and eleven fifteen p.m. today"),
+        ("Lunch at 12:30 a.m.", "Lunch at twelve thirty a.m."),
+        ("ABC123", "A B C one hundred twenty-three"),
+        ("It weighs 5kg.", "It weighs five kg."),
     ],
 )
 def test_normalize_table(text, norm):

@@ -34,6 +34,14 @@ from tts.frontend.segment import char_class, chinese_only, split
         ("東京、大阪、名古屋に行きました。", "auto", [("ja", "東京、大阪、名古屋に行きました。")]),
         ("她说了一句ありがとう。", "auto", [("zh", "她说了一句"), ("ja", "ありがとう。")]),
         ("はい。我们走吧。", "auto", [("ja", "はい。"), ("zh", "我们走吧。")]),
+        # a unit after a number stays with it in Chinese text (full-width too), not in English or Japanese
+        ("温度是-5℃，明天升到10°C。", "zh", [("zh", "温度是-5℃，明天升到10°C。")]),
+        ("买了5kg苹果，3 cm的线，车速10km/h", "auto", [("zh", "买了5kg苹果，3 cm的线，车速10km/h")]),
+        ("长２０ｃｍ", "zh", [("zh", "长２０ｃｍ")]),
+        ("5kg", "auto", [("zh", "5kg")]),
+        ("It weighs 5kg.", "auto", [("en", "It weighs 5kg.")]),
+        ("5kgのりんご", "auto", [("en", "5kg"), ("ja", "のりんご")]),
+        ("等了5 seconds", "zh", [("zh", "等了5 "), ("en", "seconds")]),
     ],
 )
 def test_split(text, mode, want):

@@ -48,6 +48,11 @@ CASES = [
     ("5km", "五千米"),
     ("38℃", "三十八度"),
     ("-18℃", "零下十八度"),
+    # departures from the reference (which reads 米米, 千米每 and drops ％)
+    ("降雨量50mm", "降雨量五十毫米"),
+    ("车速10km/h", "车速十千米每小时"),
+    ("１５％的人", "百分之十五的人"),
+    ("３．５米", "三点五米"),
     ("温度是-3摄氏度", "温度是零下三度"),
     # ordinals, versions, arithmetic, powers
     ("第1-3章", "第一减三章"),
