@@ -28,7 +28,9 @@ import numpy as np
 import torch
 
 from tts import pipeline as models_io
-from tts.errors import TextTooLongError, TTSError, UnsupportedLanguageError
+from tts.errors import EmptyTextError, TextTooLongError, TTSError, UnsupportedLanguageError
+from tts.frontend.symbols import JA_PITCH, PAD, PUNCTUATION, SPECIALS
+from tts.frontend.symbols import ids as symbol_ids
 from tts.models.onednn import native_bf16
 from tts.scheduler import Request, Scheduler, SentenceJob, Stats
 from tts.streams import AsyncChunkStream, ChunkStream
@@ -43,6 +45,8 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.flo
            "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 CACHED_TEXT_CHARS = 64  # longer sentences are not kept in the engine's text cache
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# phone ids that are no speech: punctuation, pauses, UNK, Japanese pitch marks (the frontend's v2 table)
+_SILENT_IDS = np.asarray(symbol_ids([PAD, *PUNCTUATION, *SPECIALS, *JA_PITCH], "v2"), np.int64)
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,10 @@ class Engine:
                    options: SynthesisOptions = SynthesisOptions()) -> ChunkStream:
         """Start synthesising `text`; returns an iterator of AudioChunks (closing it cancels).
 
-        Raises at once: UnknownSpeakerError, UnsupportedLanguageError, TextTooLongError, BusyError.
-        Errors found later (bad reference clip, frontend failure) are raised by the iterator.
+        Raises at once: UnknownSpeakerError, UnsupportedLanguageError, TextTooLongError, BusyError,
+        EmptyTextError (nothing but punctuation). Errors found later (bad reference clip, frontend
+        failure, EmptyTextError when no sentence has a phone to speak) are raised by the iterator,
+        before any audio. Sentences without speech (emoji, Korean) are skipped.
         """
         return ChunkStream(self._sched, self._start(text, speaker, options))
 
@@ -248,6 +254,8 @@ class Engine:
         if len(text) > self.config.max_text_chars:
             raise TextTooLongError(f"text has {len(text)} characters; the limit is {self.config.max_text_chars}")
         sentences = split_sentences(text) if options.split else as_single_sentence(text)
+        if not sentences:  # only spaces and punctuation
+            raise EmptyTextError()
         req = self._sched.submit()
         self._pool.submit(self._prepare, req, sp, sentences, lang, options)
         return req
@@ -256,16 +264,27 @@ class Engine:
                  options: SynthesisOptions) -> None:
         try:
             with torch.inference_mode():
-                if sentences and not req.cancelled.is_set():
-                    gpt, vits = self._gpts.get(sp.gpt_path), self._sovits.get(sp.sovits_path)
-                    ref = sp.reference_for(options.emotion)
-                    prompt = self.prompt_for(ref, sp.sovits_path, vits)
-                    seed = _resolve_seed(options.seed, sp.profile.seed)
-                    for i, s in enumerate(sentences):
-                        if req.cancelled.is_set():
-                            break
-                        job = self._sentence_job(i, s, lang, sp, options, prompt, gpt, vits, seed + i)
-                        self._sched.add_sentence(req, job)
+                models: tuple | None = None  # loaded at the first sentence with speech
+                spoken = 0
+                for text in sentences:
+                    if req.cancelled.is_set():
+                        break
+                    # the frontend first: a sentence without speech (emoji, Korean) has no Han, so
+                    # no BERT runs for it, and is skipped (its phones would be the "." prefix alone)
+                    phones, bert, _ = self._phones_and_bert(text, lang)
+                    if not _has_speech(phones):
+                        continue
+                    if models is None:
+                        gpt, vits = self._gpts.get(sp.gpt_path), self._sovits.get(sp.sovits_path)
+                        prompt = self.prompt_for(sp.reference_for(options.emotion), sp.sovits_path, vits)
+                        models = (gpt, vits, prompt, _resolve_seed(options.seed, sp.profile.seed))
+                    gpt, vits, prompt, seed = models
+                    job = self._sentence_job(spoken, text, phones, bert, sp, options, prompt, gpt, vits,
+                                             seed + spoken)
+                    self._sched.add_sentence(req, job)
+                    spoken += 1
+                if spoken == 0 and not req.cancelled.is_set():
+                    raise EmptyTextError()
             self._sched.prep_finished(req)
         except TTSError as e:
             self._sched.prep_finished(req, e)
@@ -322,9 +341,9 @@ class Engine:
         phones.flags.writeable = bert.flags.writeable = False  # shared by every request of this text
         return phones, bert, norm
 
-    def _sentence_job(self, index: int, text: str, lang: str, sp: Speaker, options: SynthesisOptions,
-                      prompt: SpeakerPrompt, gpt: Any, vits: Any, seed: int) -> SentenceJob:
-        phones, bert, _ = self._phones_and_bert(text, lang)
+    def _sentence_job(self, index: int, text: str, phones: np.ndarray, bert: np.ndarray, sp: Speaker,
+                      options: SynthesisOptions, prompt: SpeakerPrompt, gpt: Any, vits: Any,
+                      seed: int) -> SentenceJob:
         prof = sp.profile
         params = models_io.sampling_params(
             top_k=_pick(options.top_k, prof.top_k), top_p=_pick(options.top_p, prof.top_p),
@@ -374,6 +393,11 @@ class Engine:
             if self._bert is None:
                 self._bert = models_io.load_bert(self.config.bert_dir, self.device)
             return self._bert
+
+
+def _has_speech(phones: np.ndarray) -> bool:
+    """Whether phone ids hold any phone that is not punctuation, a pause or a mark."""
+    return bool(np.isin(phones, _SILENT_IDS, invert=True).any())
 
 
 def _pick(value: Any, default: Any) -> Any:

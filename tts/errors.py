@@ -59,6 +59,16 @@ class UnsupportedLanguageError(TTSError):
         self.lang, self.supported = lang, list(supported)
 
 
+class EmptyTextError(TTSError):
+    """The text has nothing a voice could say: only punctuation, emoji, symbols, or a script
+    without a frontend (Korean)."""
+
+    code = "empty_text"
+
+    def __init__(self, message: str = "text has nothing to speak (no Chinese, Japanese or English words)"):
+        super().__init__(message)
+
+
 class TextTooLongError(TTSError):
     code = "text_too_long"
     http_status = 413

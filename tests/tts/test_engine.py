@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tts.engine import Engine, EngineConfig
-from tts.errors import BusyError, CancelledError, UnknownSpeakerError, UnsupportedLanguageError
+from tts.errors import BusyError, CancelledError, EmptyTextError, UnknownSpeakerError, UnsupportedLanguageError
 from tts.types import SAMPLE_RATE, SynthesisOptions
 
 
@@ -265,7 +265,8 @@ def test_typed_errors_up_front(engine):
     assert "demo" in str(e.value) and "demo_en" in str(e.value)
     with pytest.raises(UnsupportedLanguageError):
         engine.synthesize("你好。", "demo", SynthesisOptions(language="xx"))
-    assert list(engine.synthesize("……", "demo")) == []
+    with pytest.raises(EmptyTextError):  # nothing but punctuation: refused before a request exists
+        engine.synthesize("……", "demo")
 
 
 def test_prompt_cache_memory_then_disk(engine_config, tmp_path):
@@ -310,3 +311,20 @@ def test_long_text_without_punctuation(engine):
     assert sorted({c.sentence_index for c in chunks}) == [0, 1, 2]
     phones, bert, _ = engine._phones_and_bert("我们在2024年花了15%的预算" * 10, "zh")  # 250 characters normalised
     assert bert.shape == (1024, len(phones))
+
+
+@pytest.mark.parametrize("text", ["안녕하세요 반갑습니다", "😀🎉", "---", "。。。！！！", "❤️ ~ *"])
+def test_text_without_speech_is_refused_before_model_work(engine_config, tmp_path, text):
+    """These made 0.74 s of noise (phones: the '.' prefix alone) or no audio with a 200."""
+    with Engine(replace(engine_config, cache_dir=tmp_path)) as e:
+        with pytest.raises(EmptyTextError) as err:
+            list(e.synthesize(text, "demo", SynthesisOptions(language="auto")))
+        assert err.value.code == "empty_text" and err.value.http_status == 400
+        assert "nothing to speak" in err.value.message
+        h = e.health()
+        assert h["gpt_models"] == [] and h["sovits_models"] == [] and not h["bert_loaded"]
+
+
+def test_sentences_without_speech_are_skipped(engine):
+    chunks = list(engine.synthesize("你好，旅行者。😀🎉🎉🎉🎉。안녕하세요！", "demo", SynthesisOptions(seed=1)))
+    assert {c.sentence_index for c in chunks} == {0} and chunks[0].text == "你好，旅行者。"

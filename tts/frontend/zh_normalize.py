@@ -8,7 +8,8 @@ so the rules (and their oddities: "30-60分钟" reads as a subtraction, "-2.5" a
 
 Departures, where the reference misreads a number's unit or drops a full-width symbol: after a
 digit, "mm" reads 毫米 (not 米米) and "km/h" 千米每小时 (not 千米每); full-width ％ ． ＋ ＝ ／
-become ASCII with the letters and digits (１５％ -> 百分之十五, not 十五).
+become ASCII with the letters and digits (１５％ -> 百分之十五, not 十五); a run of hyphens is a
+dash, dropped as "——" is (the reference reads "---" 减减减).
 
 Rules run per sentence in a fixed order; see `_RULES`.
 """
@@ -252,7 +253,10 @@ def _sub(pattern: re.Pattern, repl: Callable[[re.Match], str] | str) -> Callable
     return lambda text: pattern.sub(repl, text)
 
 
+RE_DASH = re.compile(r"-{2,}")  # "--", "---": a dash (dropped like "——"), not minus signs (减减减)
+
 _RULES: tuple[Callable[[str], str], ...] = (
+    _sub(RE_DASH, ""),
     _sub(RE_DATE, _date),
     _sub(RE_DATE2, _date2),
     _sub(RE_TIME_RANGE, _time),  # ranges before single times
