@@ -1,9 +1,21 @@
 """Sentence splitting of long input text for direct TTS requests.
 
-Follows GPT-SoVITS' api_v2 default (`cut5`): split after every punctuation mark, merge
-pieces that are too short into their neighbours, make sure every piece ends in
-punctuation, and split pieces that are still too long. Pure functions, no I/O (jieba's
-dictionary, loaded once, finds word boundaries in a long CJK run without punctuation).
+`split_text(text, method)` follows GPT-SoVITS api_v2's `text_split_method`s
+(GPT_SoVITS/TTS_infer_pack/text_segmentation_method.py and TextPreprocessor.pre_seg_text):
+
+  cut0  no split (but at line breaks, as api_v2 splits every method's output at "\n");
+  cut1  groups of four sentences (a sentence ends after ，。？！,.?!~:：—…; a remainder of one to
+        three joins the last group: api_v2's code makes the last group 5-8 sentences instead);
+  cut2  sentences gathered until a group passes 50 characters; a last group under 50 joins the one before;
+  cut3  after every Chinese full stop 。;
+  cut4  after every English full stop . that is not inside a number (3.14);
+  cut5  after every mark of SPLIT_MARKS (api_v2's default; a "." inside a number is no mark).
+
+Then, as api_v2: pieces of punctuation only are dropped, pieces shorter than 5 characters
+merge into the next, every piece ends in punctuation. Beyond api_v2: a closing quote stays with
+its sentence, "." inside a number never splits, and pieces are capped far below api_v2's 510
+characters (below). Pure functions, no I/O (jieba's dictionary, loaded once, finds word
+boundaries in a long CJK run without punctuation).
 
 A piece is too long for the T2S beyond MAX_PIECE_UNITS "units": a CJK character or a digit
 is one unit (about a syllable), any other non-space character a third (English letters).
@@ -19,6 +31,10 @@ import re
 
 # Marks that end a piece in cut5 (full- and half-width).
 SPLIT_MARKS = frozenset(",.;?!、，。？！;：:…")
+# Marks that end a sentence for cut1 and cut2 (api_v2's `splits`).
+SENTENCE_MARKS = frozenset("，。？！,.?!~:：—…")
+METHODS = ("cut0", "cut1", "cut2", "cut3", "cut4", "cut5")
+CUT2_CHARS = 50
 _CLOSERS = frozenset("\"'”’」』）)]】")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _REPEATED = re.compile(r"([,.;?!、，。？！;：:…])\1+")
@@ -36,14 +52,15 @@ def replace_consecutive_punctuation(text: str) -> str:
     return _REPEATED.sub(r"\1", text)
 
 
-def _cut5(text: str) -> list[str]:
-    """Split after every punctuation mark; a '.' between two digits (3.14) is not a split."""
+def _cut_after(text: str, marks: frozenset[str]) -> list[str]:
+    """Split after every mark in `marks`; a '.' between two digits (3.14) is not a split, and
+    closing quotes or brackets right after a mark stay with the piece they close."""
     pieces: list[str] = []
     cur: list[str] = []
     n = len(text)
     for i, ch in enumerate(text):
         cur.append(ch)
-        if ch not in SPLIT_MARKS:
+        if ch not in marks:
             continue
         if ch == "." and 0 < i < n - 1 and text[i - 1].isdigit() and text[i + 1].isdigit():
             continue
@@ -59,6 +76,48 @@ def _cut5(text: str) -> list[str]:
         pieces.append("".join(cur))
     # attach closers that followed a mark to the piece (they were kept in `cur` above)
     return [p.strip() for p in pieces if p.strip()]
+
+
+def _cut5(text: str) -> list[str]:
+    return _cut_after(text, SPLIT_MARKS)
+
+
+def _sentences(text: str) -> list[str]:
+    """api_v2's sentences for cut1/cut2: "——" is a comma, then a split after every SENTENCE_MARKS mark."""
+    return _cut_after(text.replace("——", "，"), SENTENCE_MARKS)
+
+
+def _cut1(text: str) -> list[str]:
+    sentences = _sentences(text)
+    groups = ["".join(sentences[i:i + 4]) for i in range(0, len(sentences), 4)]
+    if len(groups) > 1 and len(sentences) % 4:  # a remainder of one to three joins the last group
+        groups[-2:] = [groups[-2] + groups[-1]]
+    return groups
+
+
+def _cut2(text: str) -> list[str]:
+    groups: list[str] = []
+    cur = ""
+    for sentence in _sentences(text):
+        cur += sentence
+        if len(cur) > CUT2_CHARS:
+            groups.append(cur)
+            cur = ""
+    if cur:
+        groups.append(cur)
+    if len(groups) > 1 and len(groups[-1]) < CUT2_CHARS:
+        groups[-2:] = [groups[-2] + groups[-1]]
+    return groups
+
+
+_CUTS = {
+    "cut0": lambda text: [text],
+    "cut1": _cut1,
+    "cut2": _cut2,
+    "cut3": lambda text: _cut_after(text, frozenset("。")),
+    "cut4": lambda text: _cut_after(text, frozenset(".")),
+    "cut5": _cut5,
+}
 
 
 def _is_punct_only(piece: str) -> bool:
@@ -182,18 +241,21 @@ def split_long(piece: str, max_units: float = MAX_PIECE_UNITS) -> list[str]:
     return out
 
 
-def split_sentences(text: str, min_chars: int = MIN_PIECE_CHARS,
-                    max_units: float = MAX_PIECE_UNITS) -> list[str]:
-    """Split `text` into speakable pieces, each ending in punctuation.
+def split_text(text: str, method: str = "cut5", min_chars: int = MIN_PIECE_CHARS,
+               max_units: float = MAX_PIECE_UNITS) -> list[str]:
+    """Split `text` into speakable pieces by an api_v2 `text_split_method` (module docstring),
+    each ending in punctuation and at most `max_units` long.
 
     Returns an empty list when the text holds nothing to speak (only spaces or punctuation).
+
+    Raises:
+        ValueError: `method` is not one of METHODS.
     """
+    if method not in _CUTS:
+        raise ValueError(f"unknown text split method {method!r}; use one of {', '.join(METHODS)}")
     text = replace_consecutive_punctuation(text.strip().replace("\r", "\n"))
-    lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
-    pieces: list[str] = []
-    for line in lines:
-        pieces.extend(_cut5(line))
-    pieces = [p for p in pieces if not _is_punct_only(p)]
+    pieces = [line.strip() for p in _CUTS[method](text) for line in p.split("\n")]
+    pieces = [p for p in pieces if p and not _is_punct_only(p)]
     pieces = merge_short(pieces, min_chars)
     out: list[str] = []
     for p in pieces:
@@ -201,6 +263,12 @@ def split_sentences(text: str, min_chars: int = MIN_PIECE_CHARS,
             if q and not _is_punct_only(q):
                 out.append(final_punctuation(q))
     return out
+
+
+def split_sentences(text: str, min_chars: int = MIN_PIECE_CHARS,
+                    max_units: float = MAX_PIECE_UNITS) -> list[str]:
+    """`split_text(text, "cut5")`: the split of direct TTS input by default."""
+    return split_text(text, "cut5", min_chars, max_units)
 
 
 def as_single_sentence(text: str, max_units: float = MAX_PIECE_UNITS) -> list[str]:

@@ -1,7 +1,7 @@
 import pytest
 
-from tts.text_split import (MAX_PIECE_UNITS, as_single_sentence, final_punctuation, merge_short,
-                             split_long, split_sentences, units)
+from tts.text_split import (MAX_PIECE_UNITS, METHODS, as_single_sentence, final_punctuation, merge_short,
+                             split_long, split_sentences, split_text, units)
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -84,3 +84,52 @@ def test_merge_short_and_final_punct():
     assert final_punctuation("hello") == "hello."
     assert final_punctuation("「好！」") == "「好！」"
     assert as_single_sentence("one, two. three") == ["one, two. three."]
+
+
+TEN = "".join(f"第{n}句。" for n in "一二三四五六七八九十")  # ten sentences of 4 characters
+
+
+@pytest.mark.parametrize("method,text,expected", [
+    # cut0: no split, but at line breaks (api_v2 splits every method's output at "\n")
+    ("cut0", "你好，世界。我们走吧！", ["你好，世界。我们走吧！"]),
+    ("cut0", "第一行的文字\n第二行的文字", ["第一行的文字。", "第二行的文字。"]),
+    # cut1: four sentences a group; a remainder of one to three joins the last group
+    ("cut1", TEN, [TEN[:16], TEN[16:]]),
+    ("cut1", TEN[:20], [TEN[:20]]),
+    ("cut1", "一，二，三，四，五，六，七，八，", ["一，二，三，四，", "五，六，七，八，"]),  # a comma ends a sentence too
+    ("cut2", "短句。", ["短句。"]),  # cut2 beyond 50 characters: test_cut2_groups_pass_fifty_characters
+    # cut3: after each 。 only
+    ("cut3", "第一句，还有逗号。第二句！第三句。", ["第一句，还有逗号。", "第二句！第三句。"]),
+    # cut4: after each . outside numbers only
+    ("cut4", "Pi is 3.14, roughly. Then he left! OK, bye.", ["Pi is 3.14, roughly.", "Then he left! OK, bye."]),
+    ("cut4", "我来了。你呢？好的", ["我来了。你呢？好的。"]),
+    # cut5: after every mark (the default)
+    ("cut5", "你好。今天天气很好，我们去公园散步吧！好的", ["你好。今天天气很好，", "我们去公园散步吧！好的。"]),
+])
+def test_split_text_methods(method, text, expected):
+    assert split_text(text, method) == expected
+
+
+def test_cut2_groups_pass_fifty_characters():
+    a, b, c = "甲" * 20 + "，", "乙" * 20 + "，", "丙" * 20 + "。"  # 21 characters each
+    short = "丁" * 9 + "。"
+    # a + b + c passes 50: one group; the short rest (under 50) joins it; over 50 units the cap
+    # then cuts that group at punctuation into about equal parts
+    assert split_text(a + b + c + a + b + c, "cut2", max_units=200) == [a + b + c, a + b + c]
+    assert split_text(a + b + c + short, "cut2", max_units=200) == [a + b + c + short]
+    assert split_text(a + b + c + short, "cut2") == [a + b, c + short]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_caps_and_ends_pieces(method):
+    text = "我们一起去公园散步然后再去图书馆看看书最后回家吃晚饭再看一会儿电视然后睡觉明天早上再起来跑步" * 3
+    pieces = split_text(text, method)
+    assert len(pieces) == 3 and all(units(p[:-1]) <= MAX_PIECE_UNITS for p in pieces)
+    assert split_text("。。。！！！", method) == [] and split_text("   ", method) == []
+
+
+def test_cut5_is_split_sentences_and_unknown_methods_fail():
+    text = "第一句话很长很长，第二句。Third sentence here! 最后一句没有标点"
+    assert split_text(text, "cut5") == split_text(text) == split_sentences(text)
+    with pytest.raises(ValueError, match="cut9"):
+        split_text("你好", "cut9")
