@@ -140,7 +140,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TTSError)
     async def tts_error(request: Request, exc: TTSError) -> JSONResponse:
-        status = exc.http_status if 400 <= exc.http_status < 500 and exc.http_status != 499 else 400
+        status = exc.http_status if 400 <= exc.http_status < 600 and exc.http_status != 499 else 400
         return respond(request, status, exc.code, exc.message)
 
     @app.exception_handler(ApiError)

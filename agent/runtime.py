@@ -71,6 +71,7 @@ class Runtime:
         self._llm_probe: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self.draining = False  # shutdown has begun: new turns are refused
+        self.tts_problem: str | None = None  # why the default speaker's warm-up failed (not ready)
         self.connections: set[Any] = set()  # live WebSocket connections (their `flushed()` is awaited on drain)
 
     # ------------------------------------------------------------------------------- lifecycle
@@ -86,7 +87,8 @@ class Runtime:
         self.engine = await asyncio.to_thread(Engine, _engine_config(EngineConfig, s))
         if s.tts.warmup and hasattr(self.engine, "warmup"):
             t0 = time.perf_counter()
-            await asyncio.to_thread(self.engine.warmup, [s.agent.default_speaker])
+            failed = await asyncio.to_thread(self.engine.warmup, [s.agent.default_speaker])
+            self.tts_problem = next(iter(failed.values()), None)
             log.info("TTS warm-up took %.1f s", time.perf_counter() - t0)
         self.personas = PersonaRegistry(s.paths.personas_dir)
         self.llm = await self._build_llm()
@@ -184,7 +186,8 @@ class Runtime:
     async def health(self) -> dict[str, Any]:
         llm_ok, llm_detail = await self._llm_reachable()
         engine = self.engine.health() if self.engine is not None else {}
-        models_loaded = self.engine is not None and bool(engine.get("worker_alive", True))
+        tts_problem = self._tts_problem()
+        models_loaded = self.engine is not None and bool(engine.get("worker_alive", True)) and tts_problem is None
         ready = models_loaded and llm_ok
         report: dict[str, Any] = {
             "status": "ok" if ready else "degraded", "live": True, "ready": ready, "demo": self.demo,
@@ -195,9 +198,22 @@ class Runtime:
             "active_turns": self.limiter.active_turns(),
             "limits": {"max_text_chars": self.settings.limits.max_text_chars},
         }
+        if tts_problem is not None:
+            report["tts_problem"] = tts_problem
         if self.demo:
             report["notice"] = DEMO_NOTICE
         return report
+
+    def _tts_problem(self) -> str | None:
+        """Why the default speaker cannot speak, if it cannot: not loaded (a broken profile), or its
+        warm-up synthesis failed (missing HuBERT/BERT folders, an unusable device)."""
+        if self.engine is None:
+            return "the TTS engine is not started"
+        default = self.settings.agent.default_speaker
+        if default not in self.engine.speakers():
+            err = (self.engine.health().get("speaker_errors") or {}).get(default)
+            return f"default speaker {default!r} is not loaded" + (f": {err}" if err else "")
+        return self.tts_problem
 
     async def _llm_reachable(self) -> tuple[bool, str]:
         if self.llm is None:
@@ -242,6 +258,9 @@ class Runtime:
 
     async def reload(self) -> dict[str, Any]:
         speaker_errors = await asyncio.to_thread(self.engine.reload)
+        if self.tts_problem is not None:  # the warm-up had failed: try again, the fault may be mended
+            failed = await asyncio.to_thread(self.engine.warmup, [self.settings.agent.default_speaker])
+            self.tts_problem = next(iter(failed.values()), None)
         report = await asyncio.to_thread(self.personas.reload)
         return {"speakers": self.engine.speakers(), "personas": [p["id"] for p in self.persona_list()],
                 "errors": {"speakers": speaker_errors or {}, "personas": _errors(report.errors)},
@@ -282,7 +301,7 @@ class Runtime:
         options = SynthesisOptions(language=body.text_lang, speed=body.speed_factor, top_k=body.top_k,
                                    top_p=body.top_p, temperature=body.temperature,
                                    repetition_penalty=body.repetition_penalty, seed=body.seed,
-                                   stream=bool(body.streaming_mode), split=body.text_split_method != "cut0",
+                                   stream=bool(body.streaming_mode), split_method=body.text_split_method,
                                    fragment_interval=body.fragment_interval)
         return speaker, options
 

@@ -24,7 +24,7 @@ from agent.llm import LLMClient, LLMError
 from agent.personas import Persona, PersonaError
 from agent.protocol import SESSION_ID_PATTERN
 from agent.splitter import SentenceSplitter, Stripper, Tag, ThinkFilter, count_units, is_cjk
-from tts.errors import TTSError
+from tts.errors import EmptyTextError, TTSError
 from tts.types import SynthesisOptions
 
 log = logging.getLogger(__name__)
@@ -327,6 +327,8 @@ class Session:
                     close = getattr(stream, "aclose", None)
                     if close is not None:
                         await close()
+            except EmptyTextError:  # nothing speakable in it (e.g. only Korean or symbols): skipped quietly
+                pass
             except TTSError as e:
                 error = ev.ErrorEvent(e.code, f"sentence {s.index}: {e.message}", rec.turn_id)
             except Exception as e:

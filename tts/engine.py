@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from tts import pipeline as models_io
-from tts.errors import EmptyTextError, TextTooLongError, TTSError, UnsupportedLanguageError
+from tts.errors import EmptyTextError, SynthesisError, TextTooLongError, TTSError, UnsupportedLanguageError
 from tts.frontend.symbols import JA_PITCH, PAD, PUNCTUATION, SPECIALS
 from tts.frontend.symbols import ids as symbol_ids
 from tts.models.onednn import native_bf16
@@ -36,7 +36,7 @@ from tts.scheduler import Request, Scheduler, SentenceJob, Stats
 from tts.streams import AsyncChunkStream, ChunkStream
 from tts.speakers import (PromptCache, ReferenceSet, Speaker, SpeakerPrompt, SpeakerRegistry,
                           prompt_key)
-from tts.text_split import as_single_sentence, split_sentences
+from tts.text_split import as_single_sentence, split_text
 from tts.types import LANGUAGES, SAMPLE_RATE, AudioChunk, SynthesisOptions
 
 log = logging.getLogger(__name__)
@@ -188,16 +188,20 @@ class Engine:
         parts = [c.pcm for c in self.synthesize(text, speaker, options)]
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
-    def warmup(self, speaker_ids: list[str] | None = None, text: str = "你好。Hello.") -> None:
+    def warmup(self, speaker_ids: list[str] | None = None, text: str = "你好。Hello.") -> dict[str, str]:
         """Load every speaker's models and prompt and run one short synthesis, so that the first
-        real request does not pay for loading (frontend dictionaries, BERT, HuBERT, caches)."""
+        real request does not pay for loading (frontend dictionaries, BERT, HuBERT, caches).
+        Returns {speaker id: error} of the speakers that failed (logged too)."""
         ids = self.speakers() if speaker_ids is None else speaker_ids
+        failed: dict[str, str] = {}
         for sid in ids:
             try:
                 for _ in self.synthesize(text, sid, SynthesisOptions(language="auto", seed=0)):
                     pass
             except TTSError as e:
                 log.error("warm-up of speaker %s failed: %s", sid, e.message)
+                failed[sid] = e.message
+        return failed
 
     def speakers(self) -> list[str]:
         return self.registry.list() if self.registry else []
@@ -253,7 +257,7 @@ class Engine:
             raise TTSError(f"speed must be in [0.25, 4], got {options.speed}")
         if len(text) > self.config.max_text_chars:
             raise TextTooLongError(f"text has {len(text)} characters; the limit is {self.config.max_text_chars}")
-        sentences = split_sentences(text) if options.split else as_single_sentence(text)
+        sentences = split_text(text, options.split_method) if options.split else as_single_sentence(text)
         if not sentences:  # only spaces and punctuation
             raise EmptyTextError()
         req = self._sched.submit()
@@ -290,7 +294,7 @@ class Engine:
             self._sched.prep_finished(req, e)
         except Exception as e:  # frontend/model bug: report it to the caller, keep serving others
             log.exception("request preparation failed")
-            self._sched.prep_finished(req, TTSError(f"synthesis failed: {e}"))
+            self._sched.prep_finished(req, SynthesisError(f"synthesis failed: {e}"))
 
     def prompt_for(self, ref: ReferenceSet, sovits_path: Path, vits: Any = None) -> SpeakerPrompt:
         """The cached prompt of a reference (computed on first use, then from memory or disk)."""

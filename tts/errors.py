@@ -13,10 +13,19 @@ class TTSError(Exception):
         self.message = message
 
 
+class SynthesisError(TTSError):
+    """The engine failed on a valid request (a bug, a device error): the server's side."""
+
+    code = "synthesis_failed"
+    http_status = 500
+
+
 class CheckpointError(TTSError):
-    """A checkpoint file is missing, unreadable or not a GPT-SoVITS checkpoint."""
+    """A checkpoint or model folder is missing, unreadable or not a GPT-SoVITS one: the server's setup
+    (weights are never named by a request)."""
 
     code = "bad_checkpoint"
+    http_status = 500
 
 
 class UnsupportedVersionError(CheckpointError):

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tts.errors import BusyError, CancelledError, TTSError
+from tts.errors import BusyError, CancelledError, SynthesisError, TTSError
 from tts.types import SAMPLE_RATE, AudioChunk
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ class Scheduler:
                     did = self._iteration()
                 except Exception as e:  # a bug must not kill the worker silently
                     log.exception("scheduler iteration failed")
-                    self._fail_all(TTSError(f"synthesis failed: {e}"))
+                    self._fail_all(SynthesisError(f"synthesis failed: {e}"))
                     did = True
                 if did:
                     with self._lock:
@@ -385,7 +385,7 @@ class Scheduler:
                 continue
             except Exception as e:
                 log.exception("decode batch add failed")
-                self._fail(r, TTSError(f"synthesis failed: {e}"))
+                self._fail(r, SynthesisError(f"synthesis failed: {e}"))
                 continue
             self._active[sid] = _Active(r, job, sid)
             did = True
@@ -487,7 +487,7 @@ class Scheduler:
             self._fail(r, e)
             return
         log.error("vocoder failed", exc_info=e)
-        self._fail(r, TTSError(f"synthesis failed: {e}"))
+        self._fail(r, SynthesisError(f"synthesis failed: {e}"))
 
     def _emit(self, a: _Active, n: int, pcm: Any) -> None:
         """Deliver the vocoded chunk of `a`'s next `n` tokens."""

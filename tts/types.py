@@ -28,6 +28,7 @@ class SynthesisOptions:
     first_chunk_tokens: int | None = None  # None -> engine default
     chunk_tokens: int | None = None
     split: bool = True  # split the text into sentences (False: the caller already did)
+    split_method: str = "cut5"  # how (GPT-SoVITS api_v2 text_split_method: cut0..cut5; tts.text_split.split_text)
     fragment_interval: float = 0.0  # seconds of silence appended after each sentence
 
 

@@ -241,3 +241,44 @@ def test_a_whole_turn_cut_short_by_a_newer_one_is_a_409(client, server):
         r = first.result()
     assert second.status_code == 200, second.text[:200]
     assert r.status_code == 409 and r.json()["error"]["code"] == "interrupted", r.text[:200]
+
+
+def test_not_ready_when_the_default_speaker_cannot_speak(demo_cache, fake_llm):
+    """Readiness means the service can answer: a default speaker that is not loaded is 503 with the reason
+    (it was 200 'ok' while every synthesis failed)."""
+    import httpx
+
+    from tests.service.conftest import start_server
+
+    srv = start_server(demo_cache, fake_llm, CHAT2AUDIO_AGENT__DEFAULT_SPEAKER="Ghost")
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            r = c.get("/health/ready")
+            assert r.status_code == 503, r.text
+            h = c.get("/health").json()
+            assert h["ready"] is False and h["models_loaded"] is False and "'Ghost'" in h["tts_problem"]
+            assert c.get("/health/live").status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_broken_setup_is_not_ready_and_a_server_error(demo_cache, fake_llm, tmp_path):
+    """A models folder without HuBERT: the warm-up fails, so the service is not ready, and synthesis
+    answers 500 bad_checkpoint (the server's setup), not a 400 that blames the request."""
+    import shutil
+
+    import httpx
+
+    from tests.service.conftest import start_server
+
+    shutil.copytree(demo_cache / "models", tmp_path / "models",
+                    ignore=shutil.ignore_patterns("chinese-hubert-base", "demo-chat"))
+    srv = start_server(tmp_path, fake_llm, CHAT2AUDIO_TTS__WARMUP="true", CHAT2AUDIO_AGENT__DEMO="false")
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            assert c.get("/health/ready").status_code == 503
+            assert "HuBERT" in c.get("/health").json()["tts_problem"]
+            r = c.post("/tts", json={"text": "你好。", "speaker": "Nahida"})
+            assert r.status_code == 500 and r.json()["error"]["code"] == "bad_checkpoint", r.text
+    finally:
+        srv.stop()
