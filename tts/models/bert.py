@@ -65,7 +65,9 @@ class BertFeatures:
     @classmethod
     def from_dir(cls, folder: str | Path) -> "BertFeatures":
         from transformers import AutoModelForMaskedLM, AutoTokenizer
+        from transformers.utils.logging import disable_progress_bar
 
+        disable_progress_bar()  # a server's log (or `python -m tts say`'s one-line errors) wants no bars
         p = Path(folder)
         if not (p / "config.json").is_file():
             raise CheckpointError(f"BERT model folder {p} has no config.json")

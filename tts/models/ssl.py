@@ -28,7 +28,9 @@ class SSLModel:
     @classmethod
     def from_dir(cls, folder: str | Path) -> "SSLModel":
         from transformers import HubertModel
+        from transformers.utils.logging import disable_progress_bar
 
+        disable_progress_bar()  # a server's log (or `python -m tts say`'s one-line errors) wants no bars
         p = Path(folder)
         if not (p / "config.json").is_file():
             raise CheckpointError(f"HuBERT model folder {p} has no config.json")
