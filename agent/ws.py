@@ -146,6 +146,9 @@ class Connection:
             await self._emit({"type": "error", "code": code, "message": getattr(e, "message", str(e))})
 
     async def _update(self, event: SessionUpdate) -> None:
+        extra: dict[str, Any] = {}
+        if event.session_id:  # whether the server still had it (a restart forgets sessions)
+            extra["resumed"] = self.rt.find_session(event.session_id, self.key_id) is not None
         if event.session_id or event.persona or event.speaker:
             self.rt.check_binding(event.persona, event.speaker)  # an invalid change leaves the running turn alone
             await self._stop_turn()
@@ -155,7 +158,7 @@ class Connection:
                                                 self.key_id, current=self.session)
         if event.audio_transport:
             self.transport = event.audio_transport
-        await self._emit({"type": "session.updated", **self._session_info()})
+        await self._emit({"type": "session.updated", **self._session_info(), **extra})
 
     async def _run_turn(self, text: str) -> None:
         try:

@@ -108,6 +108,7 @@ async def test_resume_session(server):
         await ws.send(json.dumps({"type": "session.update", "session_id": sid}))
         upd = json.loads(await ws.recv())
         assert upd["type"] == "session.updated" and upd["session_id"] == sid and upd["persona"] == "sensei"
+        assert upd["resumed"] is True
         n = len(server.llm.requests)
         await ws.send(json.dumps({"type": "input.text", "text": "还记得吗"}))
         await recv_until(ws, "turn.done")
@@ -115,7 +116,7 @@ async def test_resume_session(server):
         assert any(m["role"] == "user" and "记住我" in m["content"] for m in messages), "the history was kept"
         await ws.send(json.dumps({"type": "session.update", "session_id": "brand-new-1"}))
         upd = json.loads(await ws.recv())
-        assert upd["session_id"] == "brand-new-1" and upd["persona"] == "sensei"
+        assert upd["session_id"] == "brand-new-1" and upd["persona"] == "sensei" and upd["resumed"] is False
 
 
 async def test_oversized_message_closes_with_1009(server):
