@@ -205,6 +205,11 @@ function onSession(ev) {
     state.sessionId = ev.session_id;
     storeSession(ev.session_id);
   }
+  if (ev.resumed === false && $("log").querySelector(".msg:not(.unsent)")) {
+    // the same id, but the server no longer had the conversation (it restarted): say so
+    addDivider("New conversation: the server no longer had the earlier one");
+    persistLog();
+  }
   if (ev.persona) {
     setPicker("persona", ev.persona);
     notePersona(ev.persona);

@@ -243,6 +243,26 @@ def test_stale_choice_is_dropped(browser, app_server) -> None:
         context.close()
 
 
+def test_forgotten_session_is_marked(browser, app_server) -> None:
+    """A stored conversation the server no longer has (it restarted): resuming its id starts an empty
+    session (`resumed: false`), and the log says that the earlier messages are not remembered."""
+    items = [{"role": "user", "who": "You", "text": "记住我"}, {"role": "assistant", "who": "纳西妲", "text": "好的。"}]
+    log = {"session": "gone-session-1", "persona": "nahida", "items": items}
+    context = browser.new_context()
+    context.add_init_script("localStorage.setItem('chat2audio.session_id', 'gone-session-1');"
+                            f"localStorage.setItem('chat2audio.log', {json.dumps(json.dumps(log))})")
+    page = context.new_page()
+    try:
+        page.goto(app_server.url)
+        wait_connected(page)
+        page.wait_for_selector(".divider", timeout=10000)
+        assert "no longer had" in page.inner_text(".divider")
+        assert status(page)["sessionId"] == "gone-session-1"
+        assert [it["role"] for it in stored_log(page)] == ["user", "assistant", "divider"]
+    finally:
+        context.close()
+
+
 def test_api_key_flow(browser, keyed_server, shots: Path) -> None:
     context, page = open_page(browser, keyed_server.url)
     try:
