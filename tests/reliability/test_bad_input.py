@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
+from schemathesis.checks import positive_data_acceptance
 import websockets
 from hypothesis import HealthCheck, settings
 
@@ -45,7 +46,13 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 def test_openapi_conformance(case):
-    case.call_and_validate(timeout=120)
+    response = case.call(timeout=120)
+    excluded = []
+    if response.status_code == 400 and response.json().get("error", {}).get("code") == "empty_text":
+        # schema-valid text with nothing to speak ("|\x18", emoji): the schema cannot say "something
+        # speakable", so this documented 400 is not a rejected valid request; every other check still runs
+        excluded = [positive_data_acceptance]
+    case.validate_response(response, excluded_checks=excluded)
 
 
 # ------------------------------------------------------------------------------------------ text edge cases
