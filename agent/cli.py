@@ -150,9 +150,11 @@ def check_problems(settings: Settings) -> list[str]:
         for folder in sorted(p for p in speakers_dir.iterdir() if (p / PROFILE_FILE).is_file()):
             speaker_ids.append(folder.name)
             try:
-                load_speaker(folder, models_dir)
+                speaker = load_speaker(folder, models_dir)
+                problems += [f"speaker {folder.name}: {p}" for p in _speaker_file_problems(speaker)]
             except Exception as e:
-                missing_demo = re.search(r"file '[^']*demo-[^']*' not found", str(e))  # not e.g. a YAML error quoting it
+                # a missing demo file (not, say, a YAML error that quotes one)
+                missing_demo = re.search(r"file '[^']*demo-[^']*' not found", str(e))
                 hint = " (run the service once to generate the demo models)" if missing_demo else ""
                 problems.append(f"speaker {folder.name} ({folder / PROFILE_FILE}): {e}{hint}")
     try:
@@ -170,10 +172,36 @@ def check_problems(settings: Settings) -> list[str]:
             problems.append(f"agent.default_persona {settings.agent.default_persona!r} not found; available: {', '.join(map(str, ids))}")
     except Exception as e:
         problems.append(f"personas ({settings.paths.personas_dir}): {e}")
+    for name, what in (("chinese-hubert-base", "HuBERT"), ("chinese-roberta-wwm-ext-large", "BERT")):
+        if not (models_dir / name / "config.json").is_file():
+            hint = "run the service once to generate the demo ones" if settings.agent.demo else "chat2audio fetch-models"
+            problems.append(f"{what} model folder {models_dir / name} is missing or has no config.json ({hint})")
     if settings.agent.default_speaker not in speaker_ids:
         problems.append(f"agent.default_speaker {settings.agent.default_speaker!r} not found; available: {', '.join(speaker_ids)}")
     if settings.llm.backend in ("openai",) and not settings.llm.base_url:
         problems.append("llm.base_url is required with llm.backend=openai (CHAT2AUDIO_LLM__BASE_URL)")
+    return problems
+
+
+def _speaker_file_problems(speaker: Any) -> list[str]:
+    """What the first request would find wrong in a speaker's files: each reference clip read and
+    measured as the engine does (3-10 s of sound), each checkpoint read by the engine's loaders."""
+    from tts.audio import load_reference
+    from tts.checkpoint import load_gpt, sovits_version
+
+    problems = []
+    clips = {p for ref in (speaker.reference, *speaker.emotions.values()) for p in (ref.audio, *ref.aux)}
+    for clip in sorted(clips):
+        try:
+            load_reference(clip)
+        except Exception as e:
+            problems.append(str(getattr(e, "message", e)))
+    for what, load, path in (("gpt_model", load_gpt, speaker.gpt_path),
+                             ("sovits_model", sovits_version, speaker.sovits_path)):
+        try:
+            load(path)
+        except Exception as e:
+            problems.append(f"{what}: {getattr(e, 'message', e)}")
     return problems
 
 

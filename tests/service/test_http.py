@@ -112,6 +112,7 @@ def test_lists_health_metrics(client):
     assert h["live"] and h["ready"] and h["demo"] and "no intelligible speech" in h["notice"]
     assert h["limits"] == {"max_text_chars": 2000}  # what a client (the web page) may send
     assert client.get("/health/ready").status_code == 200
+    assert [client.head(p).status_code for p in ("/health", "/health/live", "/health/ready")] == [200] * 3
     client.post("/chat2audio", json={**SEED, "format": "pcm"})
     m = client.get("/metrics")
     count = [ln for ln in m.text.splitlines() if ln.startswith("chat2audio_time_to_first_audio_seconds_count")]
@@ -202,6 +203,30 @@ def test_check_command_on_the_demo(demo_cache, capsys):
     problems = check_problems(bad)
     assert any("Nahida" in p and "not found" in p and "run the service once" in p for p in problems)
     assert any("nobody" in p for p in problems)
+    assert any("HuBERT model folder" in p for p in problems)
+
+
+def test_check_reads_the_speakers_files(demo_cache, tmp_path):
+    """`check` finds what the first request would: a clip that is no audio, a corrupt checkpoint."""
+    import shutil
+
+    from agent.cli import check_problems
+    from agent.config import DEFAULT_CONFIG, PROJECT_ROOT, load_settings
+
+    good = tmp_path / "speakers" / "Nahida"
+    shutil.copytree(PROJECT_ROOT / "speakers" / "Nahida", good)
+    bad = tmp_path / "speakers" / "Bad"
+    bad.mkdir()
+    (bad / "profile.yaml").write_text((good / "profile.yaml").read_text(encoding="utf-8").replace(
+        "name: Nahida", "name: Bad").replace("demo-gpt.ckpt", "bad.ckpt").replace("demo-ref.wav", "bad.wav"),
+        encoding="utf-8")
+    (bad / "bad.ckpt").write_bytes(b"not a checkpoint" * 64)
+    (bad / "bad.wav").write_text("not audio", encoding="utf-8")
+    settings = load_settings(DEFAULT_CONFIG, env={"CHAT2AUDIO_PATHS__CACHE_DIR": str(demo_cache),
+                                                  "CHAT2AUDIO_PATHS__SPEAKERS_DIR": str(tmp_path / "speakers")})
+    problems = check_problems(settings)
+    assert len(problems) == 2 and all(p.startswith("speaker Bad: ") for p in problems), problems
+    assert any("bad.wav" in p for p in problems) and any("gpt_model" in p and "bad.ckpt" in p for p in problems)
 
 
 def test_client_hanging_up_stops_a_whole_turn(client, server):
