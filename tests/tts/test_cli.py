@@ -93,3 +93,15 @@ def test_demo_assets_writes_a_usable_speaker(demo_models, tmp_path, capsys):
     assert rc == 0
     sp = load_speaker(out / "speakers" / "demo", out)
     assert sp.gpt_path.name == demo_models["gpt"].name and sp.reference.text
+
+
+def test_speaker_id_that_did_not_load_says_why(capsys, tmp_path):
+    """A speaker folder whose profile points into a models folder not given: the reason and the hint,
+    not "unknown speaker; available: (none)"."""
+    d = tmp_path / "speakers" / "Alice"
+    d.mkdir(parents=True)
+    (d / "profile.yaml").write_text("gpt_model: demo-gpt.ckpt\nsovits_model: demo-sovits.pth\nref_audio: demo-ref.wav\n"
+                                    "ref_text: 你好。\nref_language: zh\n", encoding="utf-8")
+    rc, lines = _main(capsys, "say", "hi", "--speaker", "Alice", "--speakers-dir", str(tmp_path / "speakers"),
+                      "--out", str(tmp_path / "x.wav"))
+    assert rc == 2 and len(lines) == 1 and "not found" in lines[0] and "--models-dir" in lines[0], lines
