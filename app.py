@@ -178,19 +178,21 @@ def _add_http_routes(app: FastAPI, settings: Settings) -> None:
             return FileResponse(page, media_type="text/html")
         return PlainTextResponse("chat2audio is running; API docs at /docs")
 
-    # GET and HEAD: uptime probes often send HEAD
-    @app.api_route("/health", methods=["GET", "HEAD"], summary="Liveness and readiness")
+    # also HEAD (uptime probes often send it), kept out of the schema: one operation per route there
+    @app.head("/health", include_in_schema=False)
+    @app.get("/health", summary="Liveness and readiness")
     async def health(request: Request) -> JSONResponse:
         report = await _rt(request).health()
         return JSONResponse(report)
 
-    @app.api_route("/health/live", methods=["GET", "HEAD"], summary="Liveness: the process serves requests")
+    @app.head("/health/live", include_in_schema=False)
+    @app.get("/health/live", summary="Liveness: the process serves requests")
     async def live() -> dict:
         return {"live": True}
 
-    @app.api_route("/health/ready", methods=["GET", "HEAD"],
-                   summary="Readiness: the default speaker can speak and the LLM is reachable (503 otherwise)",
-                   responses={503: {"description": "Not ready"}})
+    @app.head("/health/ready", include_in_schema=False)
+    @app.get("/health/ready", summary="Readiness: the default speaker can speak and the LLM is reachable "
+             "(503 otherwise)", responses={503: {"description": "Not ready"}})
     async def ready(request: Request) -> JSONResponse:
         report = await _rt(request).health()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)

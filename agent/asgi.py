@@ -35,16 +35,24 @@ class GuardMiddleware:
         rt: Any = getattr(scope["app"].state, "runtime", None)  # agent.runtime.Runtime once started
         path, max_body = request.url.path, self.max_body
         too_large = f"request body over {max_body} bytes"
+        route = _route_path(request)
+
+        async def refuse(response: JSONResponse) -> None:
+            """Answer here, before the app: counted like the app's answers (requests and errors)."""
+            if rt is not None:
+                rt.metrics.requests.inc(route or "other", str(response.status_code))
+            await count_error(rt, response)(scope, receive, send)
+
         size = request.headers.get("content-length")
         if size is not None and (not size.isdigit() or int(size) > max_body):
-            return await count_error(rt, error_response(413, "body_too_large", too_large))(scope, receive, send)
-        if rt is not None and not is_public(path) and _routed(request):
+            return await refuse(error_response(413, "body_too_large", too_large))
+        if rt is not None and not is_public(path) and route is not None:
             try:
                 request.state.principal = rt.auth.check(key_from(request.headers),
                                                         admin=path.startswith("/admin/"))
             except AuthError as e:
                 headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
-                return await count_error(rt, error_response(e.status, e.code, e.message, headers))(scope, receive, send)
+                return await refuse(error_response(e.status, e.code, e.message, headers))
         if size is None and "chunked" in request.headers.get("transfer-encoding", "").lower():
             body = bytearray()  # no Content-Length: count the chunks, so the limit holds for them too
             while True:
@@ -53,7 +61,7 @@ class GuardMiddleware:
                     return
                 body += message.get("body", b"")
                 if len(body) > max_body:
-                    return await count_error(rt, error_response(413, "body_too_large", too_large))(scope, receive, send)
+                    return await refuse(error_response(413, "body_too_large", too_large))
                 if not message.get("more_body", False):
                     break
             receive = _replay(bytes(body), receive)
@@ -82,9 +90,11 @@ def _replay(body: bytes, receive: Any) -> Any:
     return replay
 
 
-def _routed(request: Request) -> bool:
-    """Whether a route takes this method and path (else the router answers 404/405 without asking for a key)."""
-    return any(route.matches(request.scope)[0] == Match.FULL for route in request.app.router.routes)
+def _route_path(request: Request) -> str | None:
+    """The path of the route that takes this method and path, or None (the router then answers 404/405
+    without asking for a key)."""
+    return next((getattr(route, "path", "other") for route in request.app.router.routes
+                 if route.matches(request.scope)[0] == Match.FULL), None)
 
 
 def count_error(rt: Any, response: JSONResponse) -> JSONResponse:

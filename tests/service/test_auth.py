@@ -33,6 +33,11 @@ def test_http_auth(secured):
         assert c.post("/admin/reload", headers={"Authorization": "Bearer k1"}).status_code == 403
         r = c.post("/admin/reload", headers={"Authorization": "Bearer adm"})
         assert r.status_code == 200 and "Nahida" in r.json()["speakers"]
+        assert c.post("/tts", content=b"x" * 2_000_000, headers={"Authorization": "Bearer k1"}).status_code == 413
+        # answers of the guard (a missing key, a body too large) are counted as requests like any other
+        metrics = c.get("/metrics", headers={"Authorization": "Bearer k1"}).text
+        for route, status in (("/speakers", 401), ("/chat2audio", 401), ("/admin/reload", 403), ("/tts", 413)):
+            assert f'chat2audio_http_requests_total{{route="{route}",status="{status}"}}' in metrics, (route, status)
 
 
 async def test_ws_auth(secured):
