@@ -228,11 +228,9 @@ def test_server_error_in_plain_words(browser, app_server, fake_llm: FakeOpenAI) 
 
 def test_stale_choice_is_dropped(browser, app_server) -> None:
     """A remembered voice the server no longer has: said in plain words, then the page carries on."""
-    context = browser.new_context()
-    context.add_init_script("localStorage.setItem('chat2audio.prefs', JSON.stringify({speaker: 'Gone'}))")
-    page = context.new_page()
+    script = "localStorage.setItem('chat2audio.prefs', JSON.stringify({speaker: 'Gone'}))"
+    context, page = open_page(browser, app_server.url, before=lambda pg: pg.add_init_script(script))
     try:
-        page.goto(app_server.url)
         wait_connected(page)
         page.wait_for_selector("#error:not([hidden])", timeout=10000)
         assert "voice does not exist" in page.inner_text("#error-text")
@@ -248,17 +246,16 @@ def test_forgotten_session_is_marked(browser, app_server) -> None:
     session (`resumed: false`), and the log says that the earlier messages are not remembered."""
     items = [{"role": "user", "who": "You", "text": "记住我"}, {"role": "assistant", "who": "纳西妲", "text": "好的。"}]
     log = {"session": "gone-session-1", "persona": "nahida", "items": items}
-    context = browser.new_context()
-    context.add_init_script("localStorage.setItem('chat2audio.session_id', 'gone-session-1');"
-                            f"localStorage.setItem('chat2audio.log', {json.dumps(json.dumps(log))})")
-    page = context.new_page()
+    script = ("localStorage.setItem('chat2audio.session_id', 'gone-session-1');"
+              f"localStorage.setItem('chat2audio.log', {json.dumps(json.dumps(log))})")
+    context, page = open_page(browser, app_server.url, before=lambda pg: pg.add_init_script(script))
     try:
-        page.goto(app_server.url)
         wait_connected(page)
         page.wait_for_selector(".divider", timeout=10000)
         assert "no longer had" in page.inner_text(".divider")
         assert status(page)["sessionId"] == "gone-session-1"
         assert [it["role"] for it in stored_log(page)] == ["user", "assistant", "divider"]
+        assert page.js_errors == []
     finally:
         context.close()
 
