@@ -209,10 +209,13 @@ class Runtime:
         warm-up synthesis failed (missing HuBERT/BERT folders, an unusable device)."""
         if self.engine is None:
             return "the TTS engine is not started"
-        default = self.settings.agent.default_speaker
-        if default not in self.engine.speakers():
+        default, loaded = self.settings.agent.default_speaker, self.engine.speakers()
+        if default not in loaded:
             err = (self.engine.health().get("speaker_errors") or {}).get(default)
             return f"default speaker {default!r} is not loaded" + (f": {err}" if err else "")
+        persona, speaker = self._bind(None, None)  # what a conversation that names nothing uses
+        if speaker not in loaded:
+            return f"the default persona {persona!r} uses speaker {speaker!r}, which is not loaded"
         return self.tts_problem
 
     async def _llm_reachable(self) -> tuple[bool, str]:

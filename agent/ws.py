@@ -39,7 +39,15 @@ def add_ws_route(app: FastAPI) -> None:
             return
         try:
             with rt.limiter.connection(principal.key_id):
-                await Connection(rt, websocket, principal.key_id).serve()
+                try:
+                    conn = Connection(rt, websocket, principal.key_id)
+                except SessionLimitError as e:
+                    raise LimitError(e.message) from e
+                except (ApiError, PersonaError) as e:  # no session can open: the default persona or speaker is missing
+                    await websocket.send_text(dumps({"type": "error", "code": e.code, "message": e.message}))
+                    await websocket.close(code=1011)
+                    return
+                await conn.serve()
         except LimitError as e:
             await websocket.send_text(dumps({"type": "error", "code": "busy", "message": e.message}))
             await websocket.close(code=1013)

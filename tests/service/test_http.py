@@ -1,6 +1,7 @@
 """HTTP endpoints of the real app: the seed request, formats, streaming, OpenAI speech, errors."""
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from urllib.parse import unquote
@@ -285,6 +286,42 @@ def test_not_ready_when_the_default_speaker_cannot_speak(demo_cache, fake_llm):
             assert c.get("/health/live").status_code == 200
     finally:
         srv.stop()
+
+
+def test_default_persona_without_its_speaker(demo_cache, fake_llm, tmp_path):
+    """The default persona bound to a speaker that is not loaded: not ready, and a WebSocket, which
+    opens a session on that persona, is told why and closed (it was an unhandled error)."""
+    import shutil
+
+    import httpx
+
+    from agent.config import PROJECT_ROOT
+    from tests.service.conftest import start_server
+
+    shutil.copytree(PROJECT_ROOT / "personas", tmp_path / "personas")
+    nahida = tmp_path / "personas" / "nahida.yaml"
+    nahida.write_text(nahida.read_text(encoding="utf-8").replace("speaker: Nahida", "speaker: Ghost"), encoding="utf-8")
+    srv = start_server(demo_cache, fake_llm, CHAT2AUDIO_PATHS__PERSONAS_DIR=str(tmp_path / "personas"))
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            assert c.get("/health/ready").status_code == 503
+            assert "'nahida'" in c.get("/health").json()["tts_problem"]
+        asyncio.run(_ws_refused(srv.ws_url))
+    finally:
+        srv.stop()
+
+
+async def _ws_refused(url: str) -> None:
+    import json
+
+    import websockets
+
+    async with websockets.connect(url) as ws:
+        err = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert (err["type"], err["code"]) == ("error", "unknown_speaker") and "'Ghost'" in err["message"], err
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd.code == 1011
 
 
 def test_broken_setup_is_not_ready_and_a_server_error(demo_cache, fake_llm, tmp_path):
