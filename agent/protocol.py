@@ -26,7 +26,7 @@ def _not_bool(v: Any) -> Any:
 
 
 Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
 Flag = Annotated[bool, Strict()]  # true/false only: 0, 1 or "yes" are rejected as the schema says
 SPOKEN = r"\S"  # at least one non-space character
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"  # client-chosen session ids

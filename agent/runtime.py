@@ -213,7 +213,7 @@ class Runtime:
         if default not in loaded:
             err = (self.engine.health().get("speaker_errors") or {}).get(default)
             return f"default speaker {default!r} is not loaded" + (f": {err}" if err else "")
-        persona, speaker = self._bind(None, None)  # what a conversation that names nothing uses
+        persona, speaker = self.bind(None, None)  # what a conversation that names nothing uses
         if speaker not in loaded:
             return f"the default persona {persona!r} uses speaker {speaker!r}, which is not loaded"
         return self.tts_problem
@@ -261,7 +261,7 @@ class Runtime:
 
     async def reload(self) -> dict[str, Any]:
         speaker_errors = await asyncio.to_thread(self.engine.reload)
-        if self.tts_problem is not None:  # the warm-up had failed: try again, the fault may be mended
+        if self.settings.tts.warmup:  # the edited files may mend, or break, the default speaker: readiness says
             failed = await asyncio.to_thread(self.engine.warmup, [self.settings.agent.default_speaker])
             self.tts_problem = next(iter(failed.values()), None)
         report = await asyncio.to_thread(self.personas.reload)
@@ -385,7 +385,7 @@ class Runtime:
         existing = self.find_session(session_id, key_id)
         if existing is not None and persona is None and speaker is None:
             return existing
-        persona, speaker = self._bind(persona, speaker, existing or current)
+        persona, speaker = self.bind(persona, speaker, existing or current)
         loaded = self.engine.speakers()
         if speaker not in loaded:  # a persona's own speaker (a named one was checked above): the server's setup
             raise ApiError(500, "unknown_speaker", f"persona {persona!r} uses speaker {speaker!r}, which is not "
@@ -404,7 +404,7 @@ class Runtime:
         existing = self.sessions.get(session_id)
         return existing if existing is not None and existing.owner == key_id else None
 
-    def _bind(self, persona: str | None, speaker: str | None, current: Any = None) -> tuple[str, str]:
+    def bind(self, persona: str | None, speaker: str | None, current: Any = None) -> tuple[str, str]:
         """The rules of `open_session` for a new or changed binding (`current`: the session it changes)."""
         if persona is None and speaker is None and current is not None:
             return current.persona_id, current.speaker_id

@@ -87,8 +87,7 @@ class Connection:
                     await self._handle(raw or "")
                 except Exception:  # a fault handling one message is reported; the conversation goes on
                     log.exception("WebSocket message handling failed")
-                    await self._emit({"type": "error", "code": "internal_error",
-                                      "message": "internal error handling this message; see the server log"})
+                    await self._error("internal_error", "internal error handling this message; see the server log")
         except (WebSocketDisconnect, RuntimeError):  # the socket is gone (receive after a disconnect)
             pass
         finally:
@@ -147,23 +146,27 @@ class Connection:
                 self.session.playback(event.turn_id, event.played_ms)
             elif isinstance(event, SessionUpdate):
                 await self._update(event)
-        except ProtocolError as e:
-            await self._emit({"type": "error", "code": e.code, "message": e.message})
-        except (ApiError, TTSError, LimitError, PersonaError, SessionLimitError) as e:
-            code = getattr(e, "code", "error")
-            await self._emit({"type": "error", "code": code, "message": getattr(e, "message", str(e))})
+        except (ProtocolError, ApiError, TTSError, LimitError, PersonaError, SessionLimitError) as e:
+            await self._error(getattr(e, "code", "error"), getattr(e, "message", str(e)))
+
+    async def _error(self, code: str, message: str) -> None:
+        """An `error` event, counted in the error metrics as the HTTP routes' errors are."""
+        self.rt.metrics.errors.inc(code)
+        await self._emit({"type": "error", "code": code, "message": message})
 
     async def _update(self, event: SessionUpdate) -> None:
         extra: dict[str, Any] = {}
         if event.session_id:  # whether the server still had it (a restart forgets sessions)
             extra["resumed"] = self.rt.find_session(event.session_id, self.key_id) is not None
-        if event.session_id or event.persona or event.speaker:
+        sid = event.session_id or self.session.id
+        same = sid == self.session.id and (self.rt.bind(event.persona, event.speaker, self.session)
+                                           == (self.session.persona_id, self.session.speaker_id))
+        if (event.session_id or event.persona or event.speaker) and not same:  # what changes nothing goes on
             self.rt.check_binding(event.persona, event.speaker)  # an invalid change leaves the running turn alone
             await self._stop_turn()
             # omitted fields stay as they are (Runtime.open_session): a resumed session keeps its own persona,
             # speaker and history; a new session id starts with this connection's current persona and speaker
-            self.session = self.rt.open_session(event.session_id or self.session.id, event.persona, event.speaker,
-                                                self.key_id, current=self.session)
+            self.session = self.rt.open_session(sid, event.persona, event.speaker, self.key_id, current=self.session)
         if event.audio_transport:
             self.transport = event.audio_transport
         await self._emit({"type": "session.updated", **self._session_info(), **extra})
@@ -182,7 +185,7 @@ class Connection:
                     if isinstance(event, ev.TurnDone):
                         self.turn_id = None
         except (ApiError, TTSError, LimitError, PersonaError, SessionLimitError) as e:
-            await self._emit({"type": "error", "code": e.code, "message": e.message})
+            await self._error(getattr(e, "code", "busy"), e.message)
 
     async def _stop_turn(self) -> None:
         """Interrupt the running turn and wait until its `turn.done` is queued."""

@@ -256,5 +256,8 @@ def load_sovits(path: str | Path) -> SovitsCheckpoint:
 
 
 def _short(e: BaseException) -> str:
+    if isinstance(e, pickle.UnpicklingError) and "weights_only" in str(e):
+        # torch's text advises weights_only=False (running code from the file): not what to do here
+        return "not a checkpoint this loader can read (corrupt, or it holds objects other than tensors and settings)"
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return msg[:200]

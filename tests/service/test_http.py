@@ -344,3 +344,35 @@ def test_broken_setup_is_not_ready_and_a_server_error(demo_cache, fake_llm, tmp_
             assert r.status_code == 500 and r.json()["error"]["code"] == "bad_checkpoint", r.text
     finally:
         srv.stop()
+
+
+def test_reload_that_breaks_the_default_speaker_is_not_ready(demo_cache, fake_llm, tmp_path):
+    """Readiness follows /admin/reload: a reload that breaks the default speaker's checkpoint (loaded
+    lazily, so the reload itself finds nothing) makes the service not ready, and mending it ready again."""
+    import shutil
+
+    import httpx
+
+    from agent.config import PROJECT_ROOT
+    from tests.service.conftest import start_server
+
+    folder = tmp_path / "speakers" / "Nahida"
+    shutil.copytree(PROJECT_ROOT / "speakers" / "Nahida", folder)
+    ckpt = folder / "demo-gpt.ckpt"  # its own copy: found in the speaker folder before the models folder
+    shutil.copy(demo_cache / "models" / "demo-gpt.ckpt", ckpt)
+    srv = start_server(demo_cache, fake_llm, CHAT2AUDIO_TTS__WARMUP="true", CHAT2AUDIO_AUTH__ADMIN_KEYS='["adm"]',
+                       CHAT2AUDIO_PATHS__SPEAKERS_DIR=str(tmp_path / "speakers"))
+    admin = {"Authorization": "Bearer adm"}
+    try:
+        with httpx.Client(base_url=srv.url, timeout=120) as c:
+            assert c.get("/health/ready").status_code == 200
+            good = ckpt.read_bytes()
+            ckpt.write_bytes(b"not a checkpoint" * 64)
+            assert c.post("/admin/reload", headers=admin).status_code == 200
+            assert c.get("/health/ready").status_code == 503
+            assert "demo-gpt.ckpt" in c.get("/health").json()["tts_problem"]
+            ckpt.write_bytes(good)
+            assert c.post("/admin/reload", headers=admin).status_code == 200
+            assert c.get("/health/ready").status_code == 200
+    finally:
+        srv.stop()

@@ -6,6 +6,7 @@ import base64
 import json
 import struct
 
+import httpx
 import pytest
 import websockets
 
@@ -156,23 +157,34 @@ async def test_interrupt_right_after_input(server):
 
 
 async def test_refused_message_leaves_the_turn_running(server):
-    """A text over the limit or an unknown speaker/persona gets an `error`; the reply in progress goes on."""
+    """A text over the limit or an unknown speaker/persona gets an `error`, and a `session.update` that
+    changes nothing its `session.updated`; the reply in progress goes on."""
     server.llm.script(Reply.text("今天的风很温柔。" * 4, token_chars=2, token_interval=0.01))
     async with websockets.connect(server.ws_url) as ws:
-        await ws.recv()
+        created = json.loads(await ws.recv())
         await ws.send(json.dumps({"type": "input.text", "text": "讲个故事"}))
         await recv_until(ws, "sentence")
         for bad in [{"type": "input.text", "text": "x" * 5000}, {"type": "session.update", "speaker": "Nobody"},
                     {"type": "session.update", "persona": "nobody"}]:
             await ws.send(json.dumps(bad))
+        sid = created["session_id"]
+        for same in [{"session_id": sid}, {"persona": "nahida"}, {"speaker": "Nahida"}]:  # nothing changes
+            await ws.send(json.dumps({"type": "session.update", **same}))
         msgs = await recv_until(ws, "turn.done")
         errors = [m["code"] for m in msgs if m["type"] == "error"]
         assert errors == ["text_too_long", "unknown_speaker", "unknown_persona"]
+        assert sum(m["type"] == "session.updated" for m in msgs) == 3
         assert msgs[-1]["interrupted"] is False
 
 
 async def test_odd_messages_get_errors(server):
     """Deep nesting, a missing type and non-finite numbers are answered with an `error`, connection open."""
+    def invalid_json_count() -> float:
+        text = httpx.get(server.url + "/metrics", timeout=30).text
+        line = next((ln for ln in text.splitlines() if ln.startswith('chat2audio_errors_total{code="invalid_json"}')), "")
+        return float(line.split()[-1]) if line else 0.0
+
+    before = invalid_json_count()
     async with websockets.connect(server.ws_url) as ws:
         await ws.recv()
         cases = [('{"type":"input.text","text":"hi","x":' + "[" * 5000 + "]" * 5000 + "}", "invalid_json"),
@@ -185,3 +197,4 @@ async def test_odd_messages_get_errors(server):
             assert (err["type"], err["code"]) == ("error", code), (raw[:40], err)
         await ws.send(json.dumps({"type": "input.text", "text": "你好"}))
         assert (await recv_until(ws, "turn.done"))[-1]["interrupted"] is False
+    assert invalid_json_count() == before + 1  # the socket's errors are counted like the HTTP routes'
