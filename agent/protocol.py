@@ -135,7 +135,7 @@ class Interrupt(_ClientEvent):
 class Playback(_ClientEvent):
     type: Literal["playback"]
     turn_id: str
-    played_ms: Float = Field(..., ge=0, allow_inf_nan=False)
+    played_ms: Float = Field(..., ge=0)
 
 
 ClientEvent = Annotated[Union[SessionUpdate, InputText, Interrupt, Playback], Field(discriminator="type")]

@@ -316,7 +316,7 @@ class Engine:
         if ref.text.strip():
             tokens = models_io.prompt_tokens(self._ssl_model(), vits, wav16k)
             text = _with_final_punct(ref.text.strip(), ref.language)
-            phones, bert, norm = self._phones_and_bert(text, ref.language)
+            phones, bert, norm = self._text_features(text, ref.language)  # PromptCache keeps it: not the text LRU
         else:  # reference-free mode: style only
             tokens = np.zeros(0, np.int64)
             phones, bert, norm = np.zeros(0, np.int64), np.zeros((1024, 0), np.float32), ""

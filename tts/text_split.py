@@ -78,10 +78,6 @@ def _cut_after(text: str, marks: frozenset[str]) -> list[str]:
     return [p.strip() for p in pieces if p.strip()]
 
 
-def _cut5(text: str) -> list[str]:
-    return _cut_after(text, SPLIT_MARKS)
-
-
 def _sentences(text: str) -> list[str]:
     """api_v2's sentences for cut1/cut2: "——" is a comma, then a split after every SENTENCE_MARKS mark."""
     return _cut_after(text.replace("——", "，"), SENTENCE_MARKS)
@@ -110,13 +106,14 @@ def _cut2(text: str) -> list[str]:
     return groups
 
 
+_CUT3_MARKS, _CUT4_MARKS = frozenset("。"), frozenset(".")
 _CUTS = {
     "cut0": lambda text: [text],
     "cut1": _cut1,
     "cut2": _cut2,
-    "cut3": lambda text: _cut_after(text, frozenset("。")),
-    "cut4": lambda text: _cut_after(text, frozenset(".")),
-    "cut5": _cut5,
+    "cut3": lambda text: _cut_after(text, _CUT3_MARKS),
+    "cut4": lambda text: _cut_after(text, _CUT4_MARKS),
+    "cut5": lambda text: _cut_after(text, SPLIT_MARKS),
 }
 
 

@@ -123,7 +123,7 @@ def _tag_cjk(text: str, classes: list[str], langs: list, start: int, end: int, k
     """Tag the kana and Han characters of one sentence, text[start:end] (module docstring)."""
     span = range(start, end)
     if not any(classes[i] == "kana" for i in span):
-        lang = _han_sentence(text[start:end], kana_in_text)
+        lang = _han_sentence("".join(text[i] for i in span if classes[i] == "han"), kana_in_text)
         for i in span:
             if classes[i] == "han":
                 langs[i] = lang
@@ -142,9 +142,8 @@ def _tag_cjk(text: str, classes: list[str], langs: list, start: int, end: int, k
         i = j
 
 
-def _han_sentence(sentence: str, kana_in_text: bool) -> str:
-    """'zh' or 'ja' for a sentence with Han characters and no kana."""
-    han = "".join(ch for ch in sentence if char_class(ch) == "han")
+def _han_sentence(han: str, kana_in_text: bool) -> str:
+    """'zh' or 'ja' for the Han characters of a sentence without kana."""
     if not kana_in_text or any(chinese_only(ch) for ch in han):
         return "zh"
     lang, score = _detect_han(han)

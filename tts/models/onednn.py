@@ -99,13 +99,18 @@ def _epilogue(y: Tensor, relu: bool, add: Tensor | None) -> Tensor:
     return y if add is None else add + y
 
 
+def use_packed(weight: Tensor, packed: bool) -> bool:
+    """The routing rule for a Linear's weight: the packed path when `packed`, or for a bfloat16 weight."""
+    return packed or weight.dtype == torch.bfloat16
+
+
 def linear(x: Tensor, mod: nn.Module, packed: bool, relu: bool = False, add: Tensor | None = None,
            keep_bf16: bool = False) -> Tensor:
     """`mod(x)` (then ReLU when `relu`, then `add + ...` when `add` is given), through
     `packed_linear` when `mod` is a plain nn.Linear (a quantised or otherwise replaced module runs
     as itself) and either `packed` or its weight is bfloat16 (`T2SModel.bf16_weights`: a float32 or
     bfloat16 `x`). `keep_bf16`: a bfloat16-weight Linear without `add` returns bfloat16."""
-    if type(mod) is nn.Linear and (packed or mod.weight.dtype == torch.bfloat16):
+    if type(mod) is nn.Linear and use_packed(mod.weight, packed):
         return packed_linear(x, mod.weight, mod.bias, mod, relu, add, keep_bf16)
     return _epilogue(mod(x), relu, add)
 

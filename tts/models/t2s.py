@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tts.models.onednn import linear, onednn_available, packed_linear
+from tts.models.onednn import linear, onednn_available, packed_linear, use_packed
 
 BERT_DIM = 1024  # chinese-roberta-wwm-ext-large hidden size
 LN_EPS = 1e-5
@@ -135,7 +135,7 @@ class SelfAttention(nn.Module):
         B, T, C = x.shape
         if self.in_proj is not None:
             qkv = self.in_proj(x)
-        elif self.packed or self.in_proj_weight.dtype == torch.bfloat16:  # the routing rule of `linear`
+        elif use_packed(self.in_proj_weight, self.packed):
             qkv = packed_linear(x, self.in_proj_weight, self.in_proj_bias, self)
         else:
             qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
