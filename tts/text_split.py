@@ -25,6 +25,8 @@ punctuation, else spaces, else word boundaries, and each part but the last ends 
 """
 from __future__ import annotations
 
+import functools
+
 import logging
 import math
 import re
@@ -85,9 +87,9 @@ def _sentences(text: str) -> list[str]:
 
 def _cut1(text: str) -> list[str]:
     sentences = _sentences(text)
-    groups = ["".join(sentences[i:i + 4]) for i in range(0, len(sentences), 4)]
+    groups = [functools.reduce(_join, sentences[i:i + 4], "") for i in range(0, len(sentences), 4)]
     if len(groups) > 1 and len(sentences) % 4:  # a remainder of one to three joins the last group
-        groups[-2:] = [groups[-2] + groups[-1]]
+        groups[-2:] = [_join(groups[-2], groups[-1])]
     return groups
 
 
@@ -95,14 +97,14 @@ def _cut2(text: str) -> list[str]:
     groups: list[str] = []
     cur = ""
     for sentence in _sentences(text):
-        cur += sentence
+        cur = _join(cur, sentence)  # a space between English sentences
         if len(cur) > CUT2_CHARS:
             groups.append(cur)
             cur = ""
     if cur:
         groups.append(cur)
     if len(groups) > 1 and len(groups[-1]) < CUT2_CHARS:
-        groups[-2:] = [groups[-2] + groups[-1]]
+        groups[-2:] = [_join(groups[-2], groups[-1])]
     return groups
 
 

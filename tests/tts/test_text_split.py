@@ -133,3 +133,10 @@ def test_cut5_is_split_sentences_and_unknown_methods_fail():
     assert split_text(text, "cut5") == split_text(text) == split_sentences(text)
     with pytest.raises(ValueError, match="cut9"):
         split_text("你好", "cut9")
+
+
+@pytest.mark.parametrize("method", ["cut1", "cut2"])
+def test_grouped_english_sentences_keep_their_spaces(method):
+    text = "Hello there. How are you? I am fine. Thanks a lot. See you soon."
+    pieces = split_text(text, method)
+    assert " ".join(pieces) == text and all(".How" not in p and "?I" not in p for p in pieces), pieces
