@@ -9,13 +9,13 @@
 //   settings.js  the character/voice pickers and the API key form
 //   errors.js    the error banner
 //   status.js    window.chat2audioStatus for the browser tests
+//   dom.js       $(id), the element with that id
 import { setupSpeech, setupTabs } from "./speech.js";
-import { loadLimits, setMaxTextChars, setupComposer } from "./composer.js";
+import { loadLimits, setupComposer } from "./composer.js";
 import { setupErrors, showError } from "./errors.js";
 import { restoreLog } from "./log.js";
 import { connect, newChat, reconnectNow } from "./session.js";
 import { loadLists, setupPickers, setupSettings } from "./settings.js";
-import { state } from "./state.js";
 import { exposeStatus } from "./status.js";
 import { tick } from "./turns.js";
 
@@ -28,7 +28,6 @@ function main() {
   setupPickers();
   setupSpeech(showError);
   restoreLog();
-  setMaxTextChars(state.maxTextChars);
   loadLimits();
   loadLists();
   connect();

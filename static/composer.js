@@ -1,11 +1,10 @@
 // The message box: sending a message, its length limit and counter, a refused message given back.
 import { api } from "./api.js";
+import { $ } from "./dom.js";
 import { clearError, showError } from "./errors.js";
 import { addMessage, persistLog } from "./log.js";
 import { player, send, state } from "./state.js";
 import { interrupt, liveTurn, turnActive, updateButtons } from "./turns.js";
-
-const $ = (id) => document.getElementById(id);
 
 function submitMessage() {
   const input = $("input");
@@ -40,7 +39,7 @@ function updateCount() {
   count.textContent = n >= max ? `${n} / ${max}: the most one message can hold` : `${n} / ${max}`;
 }
 
-export function setMaxTextChars(n) {
+function setMaxTextChars(n) {
   if (!Number.isInteger(n) || n < 1) return;
   state.maxTextChars = n;
   $("input").maxLength = n;

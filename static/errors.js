@@ -1,8 +1,7 @@
 // The error banner above the panels.
 import { friendlyError } from "./api.js";
+import { $ } from "./dom.js";
 import { state } from "./state.js";
-
-const $ = (id) => document.getElementById(id);
 
 export function showError(err) {
   state.lastError = { code: err.code || "error", message: err.message || String(err) };

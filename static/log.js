@@ -1,20 +1,18 @@
 // The conversation log: its message bubbles and dividers, and the copy of it kept in
 // localStorage (to show it again after a reload).
+import { $ } from "./dom.js";
 import { state } from "./state.js";
 import { forgetLog, loadLog, saveLog } from "./store.js";
 import { visibleText } from "./text.js";
 
-const $ = (id) => document.getElementById(id);
-
 export function addMessage(role, text) {
-  $("log-hint")?.remove();
   const el = document.createElement("article");
   el.className = `msg ${role}`;
   const head = document.createElement("div");
   head.className = "head";
   const who = document.createElement("h2");
   who.className = "who";
-  who.textContent = role === "user" ? "You" : personaLabel();
+  who.textContent = role === "user" ? "You" : personaName(state.persona);
   const tags = document.createElement("span");
   tags.className = "tags";
   head.append(who, tags);
@@ -24,13 +22,10 @@ export function addMessage(role, text) {
   const meta = document.createElement("p");
   meta.className = "meta";
   el.append(head, body, meta);
-  $("log").append(el);
-  el.scrollIntoView({ block: "end" });
-  return el;
+  return appendToLog(el);
 }
 
-export function addDivider(text) {
-  $("log-hint")?.remove();
+function addDivider(text) {
   const el = document.createElement("div");
   el.className = "divider";
   const main = document.createElement("p");
@@ -40,9 +35,20 @@ export function addDivider(text) {
   note.className = "divider-note";
   note.textContent = "Earlier messages are not remembered.";
   el.append(main, note);
+  return appendToLog(el);
+}
+
+/** Adds `el` at the end of the log (which then no longer needs its hint) and scrolls to it. */
+function appendToLog(el) {
+  $("log-hint")?.remove();
   $("log").append(el);
   el.scrollIntoView({ block: "end" });
   return el;
+}
+
+/** What the log keeps: the dividers and the messages that were sent (or answered). */
+export function logItems() {
+  return $("log").querySelectorAll(".msg:not(.unsent), .divider");
 }
 
 /** Badges for the reply's tags (e.g. its emotions), after the speaker's name. */
@@ -57,11 +63,9 @@ export function renderTags(el, labels) {
   box.title = labels.length ? `Tags in this reply: ${labels.join(", ")}` : "";
 }
 
-function personaLabel() {
-  return state.persona ? personaName(state.persona) : "Character";
-}
-
+/** A character's name as shown: its label where the list has one, else its id ("Character" for none). */
 function personaName(id) {
+  if (!id) return "Character";
   return state.personas.find((x) => x.id === id)?.label || id;
 }
 
@@ -75,25 +79,26 @@ export function notePersona(id) {
   const was = state.logPersona;
   state.logPersona = id;
   if (!was || was === id) return;
-  const items = $("log").querySelectorAll(".msg:not(.unsent), .divider");
-  if (!items.length) return; // nothing said yet: nothing to separate
-  const last = items[items.length - 1];
-  const text = `New conversation with ${personaName(id)}`;
+  markNewConversation(`New conversation with ${personaName(id)}`);
+}
+
+/**
+ * Says in the log that a new conversation starts here (kept in the stored log): a trailing divider
+ * (nothing said since it) is reworded, else one is added. A log with nothing in it gets none.
+ */
+export function markNewConversation(text) {
+  const last = [...logItems()].at(-1);
+  if (!last) return; // nothing said yet: nothing to separate
   if (last.classList.contains("divider")) {
-    last.querySelector(".divider-text").textContent = text; // nothing said since the last switch
+    last.querySelector(".divider-text").textContent = text;
   } else {
     addDivider(text);
   }
   persistLog();
 }
 
-/** Whether the log shows a message that was sent (or answered). */
-export function logHasMessages() {
-  return !!$("log").querySelector(".msg:not(.unsent)");
-}
-
 export function persistLog() {
-  const items = [...$("log").querySelectorAll(".msg:not(.unsent), .divider")].map((el) =>
+  const items = [...logItems()].map((el) =>
     el.classList.contains("divider")
       ? { role: "divider", text: el.querySelector(".divider-text").textContent }
       : {

@@ -2,16 +2,15 @@
 // the server's events dispatched to their handlers, and the session and error events themselves.
 import { api, onKeyNeeded, wsUrl } from "./api.js";
 import { giveBack } from "./composer.js";
+import { $ } from "./dom.js";
 import { showError } from "./errors.js";
-import { addDivider, clearLog, logHasMessages, notePersona, persistLog } from "./log.js";
+import { clearLog, logItems, markNewConversation, notePersona } from "./log.js";
 import { setPicker } from "./settings.js";
 import { player, send, state } from "./state.js";
 import { loadPrefs, savePrefs, storedSession, storeSession } from "./store.js";
 import {
   abandonTurn, appendText, findTurn, onAudio, onSentence, onSentenceDone, onTag, onTurnDone, onTurnStarted, withTurn,
 } from "./turns.js";
-
-const $ = (id) => document.getElementById(id);
 
 // ---------------------------------------------------------------- connection
 
@@ -130,10 +129,9 @@ function onSession(ev) {
     state.sessionId = ev.session_id;
     storeSession(ev.session_id);
   }
-  if (ev.resumed === false && logHasMessages()) {
+  if (ev.resumed === false && [...logItems()].some((el) => el.classList.contains("msg"))) {
     // the same id, but the server no longer had the conversation (it restarted): say so
-    addDivider("New conversation: the server no longer had the earlier one");
-    persistLog();
+    markNewConversation("New conversation: the server no longer had the earlier one");
   }
   if (ev.persona) {
     setPicker("persona", ev.persona);

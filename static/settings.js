@@ -1,13 +1,12 @@
 // The session's settings: the character and voice pickers (their lists, and the server's choice
 // shown in them) and the API key form on the Settings tab.
 import { api, apiKey, setApiKey } from "./api.js";
+import { $ } from "./dom.js";
 import { clearError, showError } from "./errors.js";
 import { fillSelect, normalizeList } from "./speech.js";
 import { send, state } from "./state.js";
 import { loadPrefs, savePrefs } from "./store.js";
 import { interrupt, turnActive } from "./turns.js";
-
-const $ = (id) => document.getElementById(id);
 
 export function setPicker(kind, id) {
   state[kind] = id;

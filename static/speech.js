@@ -1,7 +1,6 @@
 // The "Speech" tab (TTS only, for auditioning lines), the tab strip, and the pickers' lists.
 import { api } from "./api.js";
-
-const $ = (id) => document.getElementById(id);
+import { $ } from "./dom.js";
 
 export function setupSpeech(showError) {
   $("speech-form").addEventListener("submit", (e) => synthesize(e, showError));

@@ -1,13 +1,12 @@
 // window.chat2audioStatus: a read-only snapshot of the chat for the browser tests (tests/web).
 import { player, state } from "./state.js";
-import { playedMs, shownText, speakingSentence } from "./turns.js";
+import { playedMs, speakingSentence } from "./turns.js";
 
 function turnSnapshot(t) {
   return {
     turnId: t.turnId,
     userText: t.userText,
     text: t.raw,
-    shownText: shownText(t),
     tags: [...t.tags],
     sentences: [...t.sentences.values()].map((s) => ({
       index: s.index, text: s.text, chunks: s.chunks, audioMs: s.audioMs, done: s.done,

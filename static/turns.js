@@ -1,11 +1,10 @@
 // A reply turn from turn.started to turn.done: its text, tags and sentences as they stream in,
 // its audio scheduled on the player, what of it was heard, and barge-in (interrupt).
+import { $ } from "./dom.js";
 import { decodePcm16 } from "./player.js";
 import { addMessage, persistLog, renderTags } from "./log.js";
 import { player, send, state } from "./state.js";
 import { tagLabel, visibleText } from "./text.js";
-
-const $ = (id) => document.getElementById(id);
 
 export function findTurn(id) {
   return state.turns.find((t) => t.turnId === id) || null;
@@ -51,13 +50,14 @@ export function appendText(t, delta) {
 }
 
 /** The reply as shown: tags out; a tag still being written is held back until the turn ends. */
-export function shownText(t) {
+function shownText(t) {
   return visibleText(t.raw, t.done);
 }
 
 export function onTag(t, ev) {
-  const label = tagLabel(ev.name || "", ev.value || "");
-  if (!label || t.tags[t.tags.length - 1] === label) return; // the same mood again: one badge
+  if (!ev.value) return; // a tag without a value: no badge
+  const label = tagLabel(ev.name || "", ev.value);
+  if (t.tags.at(-1) === label) return; // the same mood again: one badge
   t.tags.push(label);
   renderTags(t.el, t.tags);
 }

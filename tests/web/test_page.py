@@ -30,12 +30,15 @@ def last_turn(page) -> dict:
     return page.evaluate(LAST_TURN)
 
 
-def open_page(browser, url: str, width: int = 1000, height: int = 800, before=None):
-    """A fresh browser context on the page; `before(page)` runs before it loads (e.g. to route its socket)."""
+def open_page(browser, url: str, width: int = 1000, height: int = 800, before=None, init_script: str | None = None):
+    """A fresh browser context on the page; `init_script` runs in the page before its own scripts (e.g. to
+    seed localStorage), `before(page)` runs before it loads (e.g. to route its socket)."""
     context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    if init_script is not None:
+        page.add_init_script(init_script)
     if before is not None:
         before(page)
     page.goto(url)
@@ -45,6 +48,15 @@ def open_page(browser, url: str, width: int = 1000, height: int = 800, before=No
 
 def wait_connected(page, timeout_ms: int = 20000) -> None:
     page.wait_for_function(f"{STATUS}.connected && !!{STATUS}.sessionId", timeout=timeout_ms)
+
+
+def say(page, fake_llm: FakeOpenAI, text: str, reply: Reply) -> None:
+    """Send `text` from the message box, the LLM answering with `reply`, and wait until that turn is done."""
+    fake_llm.script(reply)
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+    page.wait_for_function(f"(text) => {STATUS}.turns.length > 0 && {LAST_TURN}.userText === text && {LAST_TURN}.done",
+                           arg=text, timeout=120000)
 
 
 def stored_log(page) -> list[dict]:
@@ -229,7 +241,7 @@ def test_server_error_in_plain_words(browser, app_server, fake_llm: FakeOpenAI) 
 def test_stale_choice_is_dropped(browser, app_server) -> None:
     """A remembered voice the server no longer has: said in plain words, then the page carries on."""
     script = "localStorage.setItem('chat2audio.prefs', JSON.stringify({speaker: 'Gone'}))"
-    context, page = open_page(browser, app_server.url, before=lambda pg: pg.add_init_script(script))
+    context, page = open_page(browser, app_server.url, init_script=script)
     try:
         wait_connected(page)
         page.wait_for_selector("#error:not([hidden])", timeout=10000)
@@ -248,7 +260,7 @@ def test_forgotten_session_is_marked(browser, app_server) -> None:
     log = {"session": "gone-session-1", "persona": "nahida", "items": items}
     script = ("localStorage.setItem('chat2audio.session_id', 'gone-session-1');"
               f"localStorage.setItem('chat2audio.log', {json.dumps(json.dumps(log))})")
-    context, page = open_page(browser, app_server.url, before=lambda pg: pg.add_init_script(script))
+    context, page = open_page(browser, app_server.url, init_script=script)
     try:
         wait_connected(page)
         page.wait_for_selector(".divider", timeout=10000)
@@ -361,10 +373,7 @@ def test_refused_input_is_given_back(browser, app_server, fake_llm: FakeOpenAI, 
         assert page.locator(".msg.user.unsent").count() == 2
 
         # The next message goes through and its reply belongs to it.
-        fake_llm.script(Reply.text("Yes, I am here.", token_chars=4, token_interval=0.01))
-        page.fill("#input", "Hello again.")
-        page.press("#input", "Enter")
-        page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.done", timeout=120000)
+        say(page, fake_llm, "Hello again.", Reply.text("Yes, I am here.", token_chars=4, token_interval=0.01))
         assert last_turn(page)["userText"] == "Hello again."
         assert [it["text"] for it in stored_log(page) if it["role"] == "user"] == ["Hello again."]
         page.reload()
@@ -384,10 +393,8 @@ def test_switching_character_starts_a_new_conversation(browser, app_server, fake
         wait_connected(page)
         pick(page, "persona", "nahida")
         page.wait_for_function(f"{STATUS}.persona === 'nahida'")
-        fake_llm.script(Reply.text("你好呀，旅行者。", token_chars=3, token_interval=0.01))
-        page.fill("#input", "Remember: my name is Aether.")
-        page.press("#input", "Enter")
-        page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.done", timeout=120000)
+        say(page, fake_llm, "Remember: my name is Aether.",
+            Reply.text("你好呀，旅行者。", token_chars=3, token_interval=0.01))
         assert page.locator(".divider").count() == 0
 
         pick(page, "persona", "tavern-keeper")
@@ -402,10 +409,7 @@ def test_switching_character_starts_a_new_conversation(browser, app_server, fake
         assert [it["role"] for it in log["items"]] == ["user", "assistant", "divider"]
         assert log["persona"] == "sensei"
 
-        fake_llm.script(Reply.text("こんにちは。", token_chars=3, token_interval=0.01))
-        page.fill("#input", "What is my name?")
-        page.press("#input", "Enter")
-        page.wait_for_function(f"{LAST_TURN}.userText === 'What is my name?' && {LAST_TURN}.done", timeout=120000)
+        say(page, fake_llm, "What is my name?", Reply.text("こんにちは。", token_chars=3, token_interval=0.01))
         sent = json.dumps(fake_llm.requests[-1]["messages"], ensure_ascii=False)
         assert "Aether" not in sent, "the server was expected to start a fresh history on the switch"
         page.screenshot(path=str(shots / "08-new-character.png"))
@@ -479,10 +483,8 @@ def test_reply_tags_become_badges(browser, app_server, fake_llm: FakeOpenAI, sho
         wait_connected(page)
         page.evaluate(WATCH_TAGS)
         reply = "[emotion:happy]你好呀。（微笑）我很高兴。[emotion:sad]可是我要走了。"
-        fake_llm.script(Reply.text(reply, token_chars=4, token_interval=0.02))  # each tag spans several deltas
-        page.fill("#input", "你好")
-        page.press("#input", "Enter")
-        page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.done", timeout=120000)
+        # each tag spans several deltas
+        say(page, fake_llm, "你好", Reply.text(reply, token_chars=4, token_interval=0.02))
         assert page.inner_text(".msg.assistant .body") == "你好呀。（微笑）我很高兴。可是我要走了。"
         t = last_turn(page)
         assert t["text"] == reply  # the raw text as sent
@@ -518,10 +520,7 @@ def test_limit_from_health_and_new_chat(browser, app_server, fake_llm: FakeOpenA
         page.fill("#input", "")
         assert page.is_hidden("#input-count")
 
-        fake_llm.script(Reply.text("Hello.", token_chars=3, token_interval=0.01))
-        page.fill("#input", "Hi")
-        page.press("#input", "Enter")
-        page.wait_for_function(f"{STATUS}.turns.length > 0 && {LAST_TURN}.done", timeout=120000)
+        say(page, fake_llm, "Hi", Reply.text("Hello.", token_chars=3, token_interval=0.01))
         session_id = status(page)["sessionId"]
         page.click("#new-chat")
         page.wait_for_function(f"{STATUS}.connected && {STATUS}.sessionId && {STATUS}.sessionId !== '{session_id}'",

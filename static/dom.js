@@ -1,0 +1,2 @@
+// The page's one DOM helper: an element by its id.
+export const $ = (id) => document.getElementById(id);
