@@ -78,11 +78,11 @@ def _speaker(a: argparse.Namespace):
                 models = models.parent
             return load_speaker(p, models), models
         models = Path(a.models_dir) if a.models_dir else None
-        registry = SpeakerRegistry(a.speakers_dir, models)
-        if a.speaker in registry.errors:  # it exists but did not load: say why, not "unknown speaker"
+        try:
+            return SpeakerRegistry(a.speakers_dir, models).get(a.speaker), models
+        except SpeakerConfigError as e:  # the folder exists but did not load
             hint = "" if models else " (profile paths may point into a models folder: give --models-dir)"
-            raise SpeakerConfigError(registry.errors[a.speaker] + hint)
-        return registry.get(a.speaker), models
+            raise SpeakerConfigError(e.message + hint) from None
     missing = [f for f in ("gpt", "sovits", "ref_audio") if not getattr(a, f)]
     if missing:
         raise SpeakerConfigError("give --speaker, or all of --gpt, --sovits and --ref-audio "

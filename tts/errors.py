@@ -55,9 +55,10 @@ class UnknownSpeakerError(TTSError):
 
 
 class SpeakerConfigError(TTSError):
-    """A speaker profile YAML is invalid or points outside its allowed folders."""
+    """A speaker profile YAML is invalid or points outside its allowed folders: the server's setup."""
 
     code = "bad_speaker"
+    http_status = 500
 
 
 class UnsupportedLanguageError(TTSError):

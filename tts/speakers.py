@@ -213,6 +213,8 @@ class SpeakerRegistry:
     def get(self, speaker_id: str) -> Speaker:
         with self._lock:
             sp = self._speakers.get(speaker_id)
+            if sp is None and speaker_id in self.errors:  # its folder exists but did not load: say why
+                raise SpeakerConfigError(self.errors[speaker_id])
             if sp is None:
                 raise UnknownSpeakerError(speaker_id, list(self._speakers))
             return sp

@@ -131,3 +131,15 @@ def test_prompt_cache_memory_and_disk(tmp_path, roots):
     # the key follows the file contents
     (speakers / "alice" / "ref.wav").write_bytes(b"changed")
     assert prompt_key(sp.reference, sp.sovits_path, "x") != key
+
+
+def test_a_speaker_that_did_not_load_says_why(tmp_path):
+    """Asking for a speaker whose folder is there but broken gives its load error, not "unknown speaker"."""
+    d = tmp_path / "Broken"
+    d.mkdir()
+    (d / "profile.yaml").write_text("gpt_model: missing.ckpt\nsovits_model: x.pth\nref_audio: r.wav\n", encoding="utf-8")
+    reg = SpeakerRegistry(tmp_path)
+    with pytest.raises(SpeakerConfigError, match="not found in the speaker folder"):
+        reg.get("Broken")
+    with pytest.raises(UnknownSpeakerError):
+        reg.get("Nobody")
