@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import sys
 import time
 from pathlib import Path
@@ -86,9 +85,9 @@ class Service:
         import subprocess
         import urllib.request
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        from tests.service.conftest import free_port
+
+        port = free_port()
         env = {**os.environ, "CHAT2AUDIO_LLM__BACKEND": "openai", "CHAT2AUDIO_LLM__BASE_URL": llm_url,
                "CHAT2AUDIO_PATHS__CACHE_DIR": str(cache),
                "CHAT2AUDIO_LIMITS__MAX_CONCURRENT_TURNS_PER_KEY": str(max_turns_per_key),

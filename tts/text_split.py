@@ -38,10 +38,11 @@ SENTENCE_MARKS = frozenset("，。？！,.?!~:：—…")
 METHODS = ("cut0", "cut1", "cut2", "cut3", "cut4", "cut5")
 CUT2_CHARS = 50
 _CLOSERS = frozenset("\"'”’」』）)]】")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CJK_RANGES = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # kana and Han
+_CJK = re.compile(f"[{_CJK_RANGES}]")
 _REPEATED = re.compile(r"([,.;?!、，。？！;：:…])\1+")
 # one unit each: digits (also full-width), kana, Han, half-width katakana
-_UNIT = re.compile(r"[0-9\uff10-\uff19\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+_UNIT = re.compile(f"[0-9\uff10-\uff19{_CJK_RANGES}\uff66-\uff9f]")
 _LATIN_WORD = re.compile(r"\s*\S+\s*|\s+")
 MIN_PIECE_CHARS = 5
 MAX_PIECE_UNITS = 50
@@ -160,7 +161,10 @@ def final_punctuation(piece: str) -> str:
 
 
 def units(text: str) -> float:
-    """Spoken length of `text`: one per CJK character or digit, a third per other non-space character."""
+    """Spoken length of `text`: one per CJK character or digit, a third per other non-space character.
+
+    Not `agent.splitter.count_units` (one per Latin word): that one sizes an LLM's sentences for the
+    turn, this one a piece for the T2S; ~50 English words of the splitter are ~70 units here."""
     return _thirds(text) / 3
 
 
