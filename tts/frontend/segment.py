@@ -33,6 +33,8 @@ import re
 import threading
 from functools import lru_cache
 
+from tts.frontend.zh_normalize import MEASURES, UNIT_AFTER_DIGIT
+
 __all__ = ["split", "char_class", "MODES"]
 
 log = logging.getLogger(__name__)
@@ -45,8 +47,9 @@ _HAN = re.compile(r"[\u3005\u3006\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U000200
 # Neutral characters that end a sentence: CJK text is judged sentence by sentence.
 _SENTENCE_END = set("。！？!?；;\n")
 JA_CONFIDENCE = 0.8  # detector score for a kanji-only sentence of a text with kana to be Japanese
-# Units the zh normaliser reads after a number (tts.frontend.zh_normalize MEASURES, temperatures).
-_UNIT_AFTER_NUMBER = re.compile(r"(?<=[0-9]) ?(°C|km/h|m/s|cm[23²³]?|mm|m[23²³]?|kg|km|ml|s)(?![A-Za-z])")
+# Units the zh normaliser reads after a number (its MEASURES and unit tables, temperatures), longest first.
+_UNITS = sorted({*(k for k, _ in MEASURES), *UNIT_AFTER_DIGIT, "°C", "m/s"}, key=len, reverse=True)
+_UNIT_AFTER_NUMBER = re.compile(rf"(?<=[0-9]) ?({'|'.join(map(re.escape, _UNITS))})(?![A-Za-z])")
 _HALF_WIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}  # full-width ASCII -> ASCII, one to one
 
 _detect_lock = threading.Lock()

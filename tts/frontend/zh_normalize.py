@@ -147,11 +147,11 @@ MEASURES = (
 
 
 RE_UNIT_AFTER_DIGIT = re.compile(rf"(?<={_D})(km/h|mm)")
-_UNIT_AFTER_DIGIT = {"km/h": "千米每小时", "mm": "毫米"}
+UNIT_AFTER_DIGIT = {"km/h": "千米每小时", "mm": "毫米"}
 
 
 def _measures(text: str) -> str:
-    text = RE_UNIT_AFTER_DIGIT.sub(lambda m: _UNIT_AFTER_DIGIT[m.group(1)], text)
+    text = RE_UNIT_AFTER_DIGIT.sub(lambda m: UNIT_AFTER_DIGIT[m.group(1)], text)
     for key, word in MEASURES:
         text = text.replace(key, word)
     return text

@@ -84,3 +84,11 @@ def test_no_kana_no_detector(monkeypatch):
     monkeypatch.setattr(segment, "_detect_han", fail)
     assert split("東京大学。今日は晴れ", "zh") == [("zh", "東京大学。今日は晴れ")]
     assert split("東京大学。明日", "auto") == [("zh", "東京大学。明日")]
+
+
+def test_every_unit_the_zh_normaliser_reads_stays_chinese():
+    """The units kept with their number come from the zh normaliser's own tables (db was missing)."""
+    from tts.frontend.segment import split
+
+    for text in ("音量达到80db了。", "重3kg。", "速度5m/s。", "明天升到10°C。", "长5mm。"):
+        assert [lang for lang, _ in split(text, "zh")] == ["zh"], text
