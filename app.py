@@ -255,24 +255,35 @@ def _principal(request: Request) -> str:
 
 async def _unless_gone(request: Request, work: Awaitable[T]) -> T:
     """`work`, cancelled if the client hangs up first: a turn or synthesis nobody waits for any more stops
-    now and frees its key's slot (a streaming response notices by itself once it sends)."""
-    task = asyncio.ensure_future(work)
+    now and frees its key's slot (a streaming response notices by itself once it sends).
 
-    async def disconnected() -> None:
+    `work` runs in this task, not in one of its own: a synthesis stream ends its request when the task that
+    reads it ends (`AsyncChunkStream`), so its first chunk must be read by the task that goes on reading."""
+    me = asyncio.current_task()
+    assert me is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        gone = True
+        me.cancel()
 
-    gone = asyncio.ensure_future(disconnected())
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        result = await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        me.uncancel()
+        raise ApiError(499, "client_gone", "the client closed the connection") from None
     finally:
-        gone.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+        watcher.cancel()
+    if gone:  # the hang-up came as the work ended (and the work swallowed the cancellation)
+        me.uncancel()
         raise ApiError(499, "client_gone", "the client closed the connection")
-    return task.result()
+    return result
 
 
 async def _chat2audio(rt: Runtime, request: Request, body: ChatRequest, key_id: str) -> Response:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
 import time
 from urllib.parse import unquote
 
@@ -104,6 +106,31 @@ def test_openai_speech(client):
     with client.stream("POST", "/v1/audio/speech", json={**body, "response_format": "pcm", "stream_format": "sse"}) as r:
         lines = [ln for ln in r.iter_lines() if ln.startswith("data: ")]
     assert '"speech.audio.delta"' in lines[0] and '"speech.audio.done"' in lines[-1]
+
+
+LONG = "你好，旅行者。今天的天气很好，我们一起去须弥城看看吧。路上小心，别忘了带上水和干粮。"
+
+
+def test_streamed_synthesis_is_whole(client):
+    """A streamed /tts or /v1/audio/speech answer carries all of the text's audio, not its first chunk."""
+    body = {"text": LONG, "text_lang": "zh", "speaker": "Nahida", "media_type": "pcm", "seed": 7}
+    whole = client.post("/tts", json=body)
+    assert whole.status_code == 200, whole.text
+    with client.stream("POST", "/tts", json={**body, "streaming_mode": True}) as r:
+        assert r.status_code == 200
+        streamed = b"".join(r.iter_bytes())
+    assert len(whole.content) > 2 * 32000 * 1.5  # several sentences: well past one first chunk
+    assert len(streamed) == len(whole.content)  # same seed, same tokens: the same length
+    speech = {"model": "tts-1", "input": LONG, "voice": "Nahida"}
+    flac = client.post("/v1/audio/speech", json={**speech, "response_format": "flac"})  # sent whole
+    seconds = len(audio(flac.content, "flac")[0]) / 24000
+    with client.stream("POST", "/v1/audio/speech", json={**speech, "response_format": "pcm"}) as r:
+        pcm = b"".join(r.iter_bytes())
+    assert abs(len(pcm) / 2 / 24000 - seconds) < 0.5 * seconds, "streamed speech is about as long as whole"
+    with client.stream("POST", "/v1/audio/speech", json={**speech, "response_format": "pcm", "stream_format": "sse"}) as r:
+        deltas = [json.loads(ln[6:]) for ln in r.iter_lines() if ln.startswith("data: ")]
+    sse = sum(len(base64.b64decode(d["audio"])) for d in deltas if d["type"] == "speech.audio.delta")
+    assert abs(sse / 2 / 24000 - seconds) < 0.5 * seconds
 
 
 def test_lists_health_metrics(client):
