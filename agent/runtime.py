@@ -400,9 +400,8 @@ class Runtime:
             self._check_persona(persona)
 
     def find_session(self, session_id: str | None, key_id: str) -> Any:
-        """The live session `session_id` if this key owns it, else None."""
-        existing = self.sessions.get(session_id)
-        return existing if existing is not None and existing.owner == key_id else None
+        """This key's live session `session_id`, else None (every key has its own session ids)."""
+        return self.sessions.get(session_id, key_id)
 
     def bind(self, persona: str | None, speaker: str | None, current: Any = None) -> tuple[str, str]:
         """The rules of `open_session` for a new or changed binding (`current`: the session it changes)."""

@@ -346,7 +346,8 @@ def _nonspace(text: str) -> int:
 
 
 class SessionStore:
-    """Sessions by id, with idle expiry and a maximum count.
+    """Sessions by owner (API key) and id, with idle expiry and a maximum count. Each key has its own ids:
+    two keys that both name a session "npc-42" have two sessions.
 
     Args:
         engine, llm: shared by every session.
@@ -363,14 +364,14 @@ class SessionStore:
         self.max_sessions = max_sessions
         self.sentence_queue = sentence_queue
         self.clock = clock
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[tuple[str, str], Session] = {}  # (owner, id) -> session
 
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def get(self, session_id: str | None) -> Session | None:
+    def get(self, session_id: str | None, owner: str = "-") -> Session | None:
         self.expire()
-        return self._sessions.get(session_id) if session_id else None
+        return self._sessions.get((owner, session_id)) if session_id else None
 
     def interrupt_all(self) -> None:
         """Interrupt every session with a turn running (shutdown)."""
@@ -378,25 +379,25 @@ class SessionStore:
             if s.busy:
                 s.interrupt()
 
-    def remove(self, session_id: str) -> None:
-        s = self._sessions.pop(session_id, None)
+    def remove(self, session_id: str, owner: str = "-") -> None:
+        s = self._sessions.pop((owner, session_id), None)
         if s is not None:
             s.interrupt()
 
     def expire(self) -> int:
         """Drop sessions idle for longer than idle_s (never one with a running turn)."""
         now = self.clock()
-        dead = [sid for sid, s in self._sessions.items() if not s.busy and now - s.last_active > self.idle_s]
-        for sid in dead:
-            del self._sessions[sid]
+        dead = [k for k, s in self._sessions.items() if not s.busy and now - s.last_active > self.idle_s]
+        for k in dead:
+            del self._sessions[k]
         return len(dead)
 
     def open(self, session_id: str | None = None, persona: str | Persona | None = None, speaker: str | None = None,
              owner: str = "-") -> Session:
         """The session `session_id` of this owner (persona/speaker updated when given), or a new one."""
         self.expire()
-        existing = self._sessions.get(session_id) if session_id else None
-        if existing is not None and existing.owner == owner:
+        existing = self._sessions.get((owner, session_id)) if session_id else None
+        if existing is not None:
             if persona is not None:
                 existing.set_persona(self._persona(persona))
             if speaker is not None:
@@ -404,11 +405,11 @@ class SessionStore:
             existing.last_active = self.clock()
             return existing
         p = self._persona(persona)
-        sid = session_id if session_id and existing is None and SESSION_ID_RE.match(session_id) else None
+        sid = session_id if session_id and SESSION_ID_RE.match(session_id) else None
         self._make_room()
         s = Session(p, speaker or p.speaker, self.llm, self.engine, session_id=sid, owner=owner,
                     personas=self.personas, sentence_queue=self.sentence_queue, clock=self.clock)
-        self._sessions[s.id] = s
+        self._sessions[(owner, s.id)] = s
         return s
 
     def _persona(self, persona: str | Persona | None) -> Persona:
@@ -427,4 +428,4 @@ class SessionStore:
         idle = sorted((s for s in self._sessions.values() if not s.busy), key=lambda s: s.last_active)
         if not idle:
             raise SessionLimitError(f"{len(self._sessions)} sessions are active; the limit is {self.max_sessions}")
-        del self._sessions[idle[0].id]
+        del self._sessions[(idle[0].owner, idle[0].id)]

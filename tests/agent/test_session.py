@@ -343,7 +343,8 @@ async def test_store_expiry_owner_and_limits() -> None:
     assert store.open(session_id=a.id, owner="k1") is a
     clock.t = 1
     b = store.open(session_id=a.id, owner="k2")
-    assert b is not a and b.id != a.id  # another key never gets this session
+    assert b is not a and b.id == a.id and b.owner == "k2"  # every key has its own ids: never a's session
+    assert store.get(a.id, "k1") is a and store.get(a.id, "k2") is b and store.get(a.id) is None
     clock.t = 2
     await run(a, "hi")
     assert a.history()
@@ -354,9 +355,9 @@ async def test_store_expiry_owner_and_limits() -> None:
     clock.t = 3
     bad = store.open(session_id="../bad id", owner="k1")
     assert bad.id != "../bad id" and len(store) == 3
-    assert store.get(b.id) is None  # the least recently active one made room
+    assert store.get(b.id, "k2") is None and store.get(a.id, "k1") is a  # the least recently active one made room
     clock.t = 102.5
-    assert store.get(a.id) is None and store.get(bad.id) is bad  # a idle since t=2
+    assert store.get(a.id, "k1") is None and store.get(bad.id, "k1") is bad  # a idle since t=2
     clock.t = 1000
     assert store.expire() >= 1 and len(store) == 0
 

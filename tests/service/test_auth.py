@@ -67,3 +67,18 @@ async def test_busy_per_key(secured):
         while (msg := json.loads(await ws.recv()))["type"] != "turn.done":
             pass
         assert msg["interrupted"] is True
+
+
+def test_session_ids_are_per_key(secured):
+    """Two keys naming the same session id have two conversations: neither is refused or given a random id,
+    and neither sees the other's history."""
+    body = {"input": "记住我", "speaker": "Nahida", "session_id": "npc-guard-42", "format": "pcm"}
+
+    def said(key: str) -> int:  # the user lines in the history the LLM got for this turn
+        n = len(secured.llm.requests)
+        r = c.post("/chat2audio", json=body, headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 200 and r.headers["x-session-id"] == "npc-guard-42", key
+        return sum(m["role"] == "user" and m["content"] == "记住我" for m in secured.llm.requests[n]["messages"])
+
+    with httpx.Client(base_url=secured.url, timeout=120) as c:
+        assert [said("k1"), said("k2"), said("k2"), said("k1")] == [1, 1, 2, 2]
