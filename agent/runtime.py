@@ -285,6 +285,14 @@ class Runtime:
         limit = self.settings.limits.max_turns_per_session
         if session.turns >= limit:
             raise ApiError(429, "session_limit", f"this session reached its limit of {limit} turns; start a new one")
+        self.check_tts_room()
+
+    def check_tts_room(self) -> None:
+        """A turn is refused `busy` before it starts while the TTS queue is full: once admitted, its
+        sentences wait for room (see `Session`) rather than leave holes in the reply."""
+        limit = getattr(getattr(self.engine, "config", None), "max_queue", None)
+        if limit is not None and self.engine.health().get("queue_depth", 0) >= limit:
+            raise ApiError(429, "busy", f"the TTS queue is full ({limit} requests waiting); try again later")
 
     def check_text(self, text: str, limit: int | None = None) -> None:
         limit = limit or self.settings.limits.max_text_chars

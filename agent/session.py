@@ -24,12 +24,13 @@ from agent.llm import LLMClient, LLMError
 from agent.personas import Persona, PersonaError
 from agent.protocol import SESSION_ID_PATTERN
 from agent.splitter import SentenceSplitter, Stripper, Tag, ThinkFilter, count_units, is_cjk
-from tts.errors import EmptyTextError, TTSError
+from tts.errors import BusyError, EmptyTextError, TTSError
 from tts.types import SynthesisOptions
 
 log = logging.getLogger(__name__)
 
 SESSION_ID_RE = re.compile(SESSION_ID_PATTERN)
+SENTENCE_ROOM_WAIT_S = 60.0  # how long a sentence of a running turn waits for room in a full TTS queue
 _END, _INTERRUPTED = object(), object()
 
 
@@ -317,7 +318,7 @@ class Session:
             error: ev.ErrorEvent | None = None
             seq = 0
             try:
-                stream = self.engine.astream(s.text, self.speaker_id, options)
+                stream = await self._sentence_stream(s.text, options)
                 try:
                     async for chunk in stream:
                         s.audio_ms += chunk.duration_ms
@@ -339,6 +340,22 @@ class Session:
                 await out.put(error)
             await out.put(ev.SentenceDone(rec.turn_id, s.index, s.audio_ms))
         await out.put(_END)
+
+
+    async def _sentence_stream(self, text: str, options: SynthesisOptions) -> Any:
+        """The engine's stream of one sentence. A full TTS queue makes the sentence wait for room, up to
+        SENTENCE_ROOM_WAIT_S: the turn was admitted when there was room (`Runtime.check_turn`), and a later
+        sentence is better than a reply with a hole in it."""
+        deadline = time.monotonic() + SENTENCE_ROOM_WAIT_S
+        delay = 0.02
+        while True:
+            try:
+                return self.engine.astream(text, self.speaker_id, options)
+            except BusyError:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(0.25, delay * 2)
 
 
 def _nonspace(text: str) -> int:

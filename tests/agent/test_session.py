@@ -15,7 +15,7 @@ from agent.personas import Persona
 from agent.session import Session, SessionLimitError, SessionStore, estimate_tokens, join_sentences
 from agent.splitter import SentenceSplitter, strip_all
 from tests.agent.fake_openai import FakeOpenAI, Reply
-from tts.errors import TTSError, UnknownSpeakerError
+from tts.errors import BusyError, TTSError, UnknownSpeakerError
 from tts.types import AudioChunk, SynthesisOptions
 
 SR = 32000
@@ -245,6 +245,26 @@ async def test_tts_failure_on_one_sentence_continues() -> None:
     assert len(errors) == 1 and errors[0].code == "tts_error" and "sentence 1" in errors[0].message
     assert [e.index for e in events if isinstance(e, ev.SentenceDone)] == [0, 1, 2]
     assert events[-1].interrupted is False
+
+
+async def test_full_tts_queue_makes_a_sentence_wait() -> None:
+    """A sentence of a running turn that finds the TTS queue full waits for room: no hole in the reply."""
+
+    @dataclass
+    class FullFor(FakeEngine):
+        refusals: int = 3  # the second sentence is refused this many times, then admitted
+
+        def astream(self, text: str, speaker: str, options: SynthesisOptions) -> AsyncIterator[AudioChunk]:
+            if "二" in text and self.refusals:
+                self.refusals -= 1
+                raise BusyError("TTS queue is full")
+            return super().astream(text, speaker, options)
+
+    engine = FullFor()
+    events = await run(Session(persona(), "Nahida", FakeLLM(tokens("第一句。第二句。第三句。")), engine), "hi")
+    check_order(events)
+    assert not [e for e in events if isinstance(e, ev.ErrorEvent)] and engine.refusals == 0
+    assert [e.audio_ms for e in events if isinstance(e, ev.SentenceDone)] == [60, 60, 60]
 
 
 async def test_unknown_speaker_is_an_error_per_sentence() -> None:

@@ -93,3 +93,39 @@ async def test_concurrent_sessions_and_http(rserver):
     assert h["tts"]["worker_alive"] and h["ready"]
     print(f"load: {stats['turns']} turns, {stats['sentences']} sentences, {stats['busy']} busy refusals, "
           f"http {stats['http']}, {time.monotonic() - t0:.1f} s")
+
+
+async def test_full_tts_queue_refuses_turns_whole(demo_cache, echo_llm):
+    """With a TTS queue of one request, concurrent turns are refused `busy` before they start or run whole:
+    an admitted turn's sentences wait for room instead of leaving holes in the reply (every sentence has
+    its audio, no error inside a turn), over WebSocket and HTTP alike."""
+    from tests.reliability.conftest import start_server
+
+    srv = start_server(demo_cache, echo_llm, CHAT2AUDIO_TTS__MAX_QUEUE="1",
+                       CHAT2AUDIO_LIMITS__MAX_CONCURRENT_TURNS_PER_KEY="16")
+    outcomes: list[str] = []
+
+    async def ws_turn(s: int) -> None:
+        async with websockets.connect(srv.ws_url, open_timeout=30, max_size=2**24) as ws:
+            await recv(ws, 30)
+            result = await turn(ws, f"R{s}-0")
+            if result.done is None:
+                (err,) = result.errors
+                assert err["code"] == "busy" and "turn.started" not in result.kinds, result.kinds
+                outcomes.append("busy")
+                return
+            check_turn(result, reply_for(f"R{s}-0"))
+            outcomes.append("done")
+
+    async def http_turn(c: httpx.AsyncClient, s: int) -> None:
+        r = await c.post("/chat2audio", json={"input": f"R{s}-0", "format": "pcm"})
+        assert r.status_code in (200, 429), r.text
+        outcomes.append("busy" if r.status_code == 429 else "done")
+
+    try:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=120) as c:
+            await asyncio.wait_for(asyncio.gather(*(ws_turn(s) for s in range(6)),
+                                                  *(http_turn(c, 50 + s) for s in range(4))), DEADLINE_S)
+        assert outcomes.count("done") >= 1 and len(outcomes) == 10, outcomes
+    finally:
+        srv.stop()
