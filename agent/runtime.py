@@ -188,7 +188,8 @@ class Runtime:
         engine = self.engine.health() if self.engine is not None else {}
         tts_problem = self._tts_problem()
         models_loaded = self.engine is not None and bool(engine.get("worker_alive", True)) and tts_problem is None
-        ready = models_loaded and llm_ok
+        persona_problem = self._persona_problem()
+        ready = models_loaded and llm_ok and persona_problem is None
         report: dict[str, Any] = {
             "status": "ok" if ready else "degraded", "live": True, "ready": ready, "demo": self.demo,
             "models_loaded": models_loaded,
@@ -200,6 +201,8 @@ class Runtime:
         }
         if tts_problem is not None:
             report["tts_problem"] = tts_problem
+        if persona_problem is not None:
+            report["persona_problem"] = persona_problem
         if self.demo:
             report["notice"] = DEMO_NOTICE
         return report
@@ -257,6 +260,7 @@ class Runtime:
     def persona_list(self) -> list[dict[str, Any]]:
         if self.personas is None:
             return []
+        self.personas.maybe_reload()  # files added or changed show up without a reload (checked every 2 s)
         return [_persona_info(p) for p in self.personas.list()]
 
     async def reload(self) -> dict[str, Any]:
@@ -270,10 +274,23 @@ class Runtime:
                 "warnings": self.binding_warnings()}
 
     def binding_warnings(self) -> list[str]:
-        """Personas whose speaker is not loaded: they load, but every turn of theirs would fail."""
+        """A default persona that is not loaded (every conversation that names none would fail) and personas
+        whose speaker is not loaded (they load, but every turn of theirs would fail)."""
         loaded = set(self.engine.speakers()) if self.engine is not None else set()
-        return [f"persona {p['id']!r} uses speaker {p['speaker']!r}, which is not loaded"
-                for p in self.persona_list() if p.get("speaker") and p["speaker"] not in loaded]
+        infos = self.persona_list()
+        missing = self._persona_problem()
+        return ([missing] if missing else []) + [
+            f"persona {p['id']!r} uses speaker {p['speaker']!r}, which is not loaded"
+            for p in infos if p.get("speaker") and p["speaker"] not in loaded]
+
+    def _persona_problem(self) -> str | None:
+        """Why a conversation that names no persona cannot start, if it cannot."""
+        default = self.settings.agent.default_persona
+        ids = [p["id"] for p in self.persona_list()]
+        if default in ids:
+            return None
+        return (f"agent.default_persona {default!r} is not loaded (loaded: {', '.join(ids) or 'none'}, from "
+                f"{self.settings.paths.personas_dir.name}/)")
 
     # ------------------------------------------------------------------------------- requests
 
@@ -394,6 +411,9 @@ class Runtime:
         if existing is not None and persona is None and speaker is None:
             return existing
         persona, speaker = self.bind(persona, speaker, existing or current)
+        if persona == self.settings.agent.default_persona and (problem := self._persona_problem()):
+            # no persona named, and the configured default is missing: the server's setup, not the request
+            raise ApiError(500, "unknown_persona", f"{problem}; see POST /admin/reload's warnings")
         loaded = self.engine.speakers()
         if speaker not in loaded:  # a persona's own speaker (a named one was checked above): the server's setup
             raise ApiError(500, "unknown_speaker", f"persona {persona!r} uses speaker {speaker!r}, which is not "
@@ -433,7 +453,11 @@ class Runtime:
         from agent.personas import UnknownPersonaError
 
         try:
-            self.personas.get(persona)
+            try:
+                self.personas.get(persona)
+            except UnknownPersonaError:  # perhaps a file added since the last look
+                self.personas.maybe_reload()
+                self.personas.get(persona)
         except UnknownPersonaError as e:
             raise ApiError(404, e.code, e.message) from e
 
