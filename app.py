@@ -147,6 +147,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         if exc.counted:  # a turn's error event: run_turn counted it
             return error_response(exc.status, exc.code, exc.message)
+        if exc.code == "client_gone":  # no access line is written for an answer nobody reads
+            log.info("%s %s: the client closed the connection before the answer; its work was stopped",
+                     request.method, request.url.path)
         return respond(request, exc.status, exc.code, exc.message)
 
     @app.exception_handler(PersonaError)

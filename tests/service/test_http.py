@@ -257,13 +257,14 @@ def test_check_reads_the_speakers_files(demo_cache, tmp_path):
     assert any("bad.wav" in p for p in problems) and any("gpt_model" in p and "bad.ckpt" in p for p in problems)
 
 
-def test_client_hanging_up_stops_a_whole_turn(client, server):
+def test_client_hanging_up_stops_a_whole_turn(client, server, caplog):
     """A non-streaming client that gives up: its turn stops (the LLM stream is closed) and its slot is
     free at once, not when the reply would have been complete."""
     import httpx
 
     from tests.agent.fake_openai import Reply
 
+    caplog.set_level("INFO", logger="chat2audio")
     server.llm.script(Reply.text("今天的风很温柔。" * 12, token_chars=2, token_interval=0.05))  # ~2.5 s
     gone = server.llm.client_gone
     with httpx.Client(base_url=server.url, timeout=0.5) as quick:
@@ -274,6 +275,8 @@ def test_client_hanging_up_stops_a_whole_turn(client, server):
         time.sleep(0.05)
     assert server.llm.client_gone > gone, "the LLM stream of the abandoned turn was not closed"
     assert client.get("/health").json()["active_turns"] == 0
+    assert 'chat2audio_errors_total{code="client_gone"}' in client.get("/metrics").text  # counted
+    assert "POST /chat2audio: the client closed the connection" in caplog.text  # and logged
 
 
 def test_a_whole_turn_cut_short_by_a_newer_one_is_a_409(client, server):
