@@ -216,7 +216,8 @@ class Engine:
         return self.registry.get(speaker)
 
     def reload(self) -> dict[str, str]:
-        """Re-read the speaker profiles; returns {speaker id: error} of the broken ones."""
+        """Re-read the speaker profiles; returns {speaker id: error} of the broken ones. A speaker whose
+        profile turned invalid keeps serving its last good version (its error is listed all the same)."""
         return self.registry.reload() if self.registry else {}
 
     def health(self) -> dict:

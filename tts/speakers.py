@@ -9,6 +9,7 @@ and on disk (`.npz`, loaded with `allow_pickle=False`).
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import os
@@ -30,19 +31,33 @@ PROFILE_FILE = "profile.yaml"
 PROMPT_CACHE_VERSION = "1"
 
 
+def _language(v: str) -> str:
+    """A reference or target language the engine serves (`tts.types.LANGUAGES`), lower-cased."""
+    v = v.lower()
+    if v not in LANGUAGES:
+        raise ValueError(f"unsupported language {v!r}; supported: {', '.join(LANGUAGES)}")
+    return v
+
+
 class EmotionRef(BaseModel):
     """An alternative reference clip selected by `SynthesisOptions.emotion`."""
 
     model_config = ConfigDict(extra="forbid")
     ref_audio: str
     ref_text: str = ""
-    ref_language: str | None = None
+    ref_language: str | None = None  # None: the profile's ref_language
+
+    @field_validator("ref_language")
+    @classmethod
+    def _known_language(cls, v: str | None) -> str | None:
+        return None if v is None else _language(v)
 
 
 class SpeakerProfile(BaseModel):
-    """The YAML of one speaker (field names as GPT-SoVITS `speaker_params`)."""
+    """The YAML of one speaker (field names as GPT-SoVITS `speaker_params`). Unknown keys are errors:
+    a mistyped `ref_lang:` would otherwise be ignored in silence."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
     name: str | None = None
     gpt_model: str
     sovits_model: str
@@ -62,10 +77,35 @@ class SpeakerProfile(BaseModel):
     @field_validator("ref_language", "target_language")
     @classmethod
     def _known_language(cls, v: str) -> str:
-        v = v.lower()
-        if v not in LANGUAGES:
-            raise ValueError(f"unsupported language {v!r}; supported: {', '.join(LANGUAGES)}")
-        return v
+        return _language(v)
+
+
+def _problem(err: dict) -> str:
+    """One pydantic error as `field: reason`; an unknown key lists the valid ones."""
+    loc = tuple(str(x) for x in err["loc"])
+    where = ".".join(loc)
+    if err["type"] != "extra_forbidden":
+        return f"{where}: {err['msg'].removeprefix('Value error, ')}"
+    model = EmotionRef if loc[0] == "emotions" and len(loc) == 3 else SpeakerProfile
+    valid = list(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], valid, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{where}: unknown key; {hint}valid keys: {', '.join(valid)}"
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error as `invalid YAML at line L, column C: ...` (the parser's own text names no file)."""
+    mark = getattr(e, "problem_mark", None)
+    if mark is None:  # a ReaderError: a character YAML does not allow
+        at = f" at character {e.position}" if isinstance(getattr(e, "position", None), int) else ""
+        return f"invalid YAML{at}: {getattr(e, 'reason', None) or type(e).__name__}"
+    text = f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {e.problem}"
+    ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if ctx and cmark is not None and (cmark.line, cmark.column) != (mark.line, mark.column):
+        text += f" ({ctx} at line {cmark.line + 1}, column {cmark.column + 1})"
+    elif ctx:
+        text += f" ({ctx})"
+    return text
 
 
 @dataclass(frozen=True)
@@ -136,33 +176,35 @@ def resolve_path(value: str, speaker_dir: Path, models_dir: Path | None, what: s
 
 def load_speaker(folder: str | Path, models_dir: str | Path | None = None,
                  speaker_id: str | None = None) -> Speaker:
-    """Read and validate `folder/profile.yaml`; raises `SpeakerConfigError` naming file and field."""
+    """Read and validate `folder/profile.yaml`; raises `SpeakerConfigError` naming the file
+    (`<folder name>/profile.yaml`), and the line or the fields at fault."""
     folder = Path(folder)
     models = Path(models_dir) if models_dir is not None else None
     f = folder / PROFILE_FILE
     sid = speaker_id or folder.name
+    where = f"speaker {sid!r}: {folder.name}/{PROFILE_FILE}"
     try:
         raw = yaml.safe_load(f.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise SpeakerConfigError(f"speaker {sid!r}: cannot read {f.name}: {e.strerror or e}") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpeakerConfigError(f"{where}: cannot read: {getattr(e, 'strerror', None) or e}") from e
     except yaml.YAMLError as e:
-        raise SpeakerConfigError(f"speaker {sid!r}: {f.name} is not valid YAML: {e}") from e
+        raise SpeakerConfigError(f"{where}: {_yaml_problem(e)}") from e
     if not isinstance(raw, dict):
-        raise SpeakerConfigError(f"speaker {sid!r}: {f.name} must be a mapping")
+        raise SpeakerConfigError(f"{where}: must be a mapping of fields")
     try:
         prof = SpeakerProfile.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        raise SpeakerConfigError(f"speaker {sid!r}: {f.name}: {loc}: {err['msg']}") from e
-    return speaker_from_profile(prof, folder, models, sid)
+        raise SpeakerConfigError(f"{where}: {'; '.join(_problem(err) for err in e.errors())}") from e
+    return speaker_from_profile(prof, folder, models, sid, where)
 
 
 def speaker_from_profile(prof: SpeakerProfile, folder: Path, models_dir: Path | None,
-                         sid: str) -> Speaker:
-    """Resolve the paths of an already validated profile."""
+                         sid: str, where: str | None = None) -> Speaker:
+    """Resolve the paths of an already validated profile (errors start with `where`)."""
+    where = where or f"speaker {sid!r}"
+
     def res(v: str, what: str) -> Path:
-        return resolve_path(v, folder, models_dir, f"speaker {sid!r}: {what}")
+        return resolve_path(v, folder, models_dir, f"{where}: {what}")
 
     aux = tuple(res(a, f"aux_ref_audios[{i}]") for i, a in enumerate(prof.aux_ref_audios))
     ref = ReferenceSet(res(prof.ref_audio, "ref_audio"), prof.ref_text, prof.ref_language, aux)
@@ -176,35 +218,52 @@ def speaker_from_profile(prof: SpeakerProfile, folder: Path, models_dir: Path | 
 
 
 class SpeakerRegistry:
-    """All speakers under `speakers_dir` (one folder each). A broken profile is logged and
-    listed in `errors`; it does not stop the others."""
+    """All speakers under `speakers_dir` (one folder each). A broken profile is logged and listed in
+    `errors` (id -> message naming the file); it does not stop the others.
+
+    As with personas, a reload keeps serving the last good version of a speaker whose profile turned
+    invalid (its error stays listed until the file is fixed); a speaker that never loaded stays absent
+    with its error, and a folder that is gone (or has no profile) takes its speaker with it.
+    """
 
     def __init__(self, speakers_dir: str | Path, models_dir: str | Path | None = None):
         self.speakers_dir = Path(speakers_dir)
         self.models_dir = Path(models_dir) if models_dir is not None else None
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()  # one reload at a time: each merges with the state before it
         self._speakers: dict[str, Speaker] = {}
+        self._added: set[str] = set()  # ids registered with `add`: no folder of theirs to re-read
         self.errors: dict[str, str] = {}
         self.reload()
 
     def reload(self) -> dict[str, str]:
-        """Re-read every profile. Returns the errors (id -> message) of broken ones."""
-        speakers: dict[str, Speaker] = {}
-        errors: dict[str, str] = {}
-        if self.speakers_dir.is_dir():
-            for d in sorted(self.speakers_dir.iterdir()):
-                if not (d.is_dir() and (d / PROFILE_FILE).is_file()):
-                    continue
+        """Re-read every profile. Returns the errors (id -> message) of broken ones, kept ones included."""
+        with self._reload_lock:
+            loaded: dict[str, Speaker] = {}
+            errors: dict[str, str] = {}
+            for d in self._folders():
                 try:
-                    speakers[d.name] = load_speaker(d, self.models_dir, d.name)
+                    loaded[d.name] = load_speaker(d, self.models_dir, d.name)
                 except SpeakerConfigError as e:
-                    log.error("speaker %s not loaded: %s", d.name, e.message)
                     errors[d.name] = e.message
-        else:
-            log.warning("speakers folder %s does not exist", self.speakers_dir)
-        with self._lock:
-            self._speakers, self.errors = speakers, errors
+            with self._lock:
+                previous = self._speakers
+                speakers = {sid: sp for sid, sp in previous.items() if sid in self._added}
+                for sid in errors:
+                    if sid in previous:  # a profile that turned invalid: its last good version serves on
+                        loaded[sid] = previous[sid]
+                        errors[sid] += " (serving the last good version until the file is fixed)"
+                speakers.update(loaded)
+                self._speakers, self.errors = speakers, errors
+        for sid, message in errors.items():
+            log.error("speaker %s: %s", sid, message)
         return dict(errors)
+
+    def _folders(self) -> list[Path]:
+        if not self.speakers_dir.is_dir():
+            log.warning("speakers folder %s does not exist", self.speakers_dir)
+            return []
+        return [d for d in sorted(self.speakers_dir.iterdir()) if d.is_dir() and (d / PROFILE_FILE).is_file()]
 
     def list(self) -> list[str]:
         with self._lock:
@@ -223,6 +282,7 @@ class SpeakerRegistry:
         """Register a speaker loaded from elsewhere (e.g. a folder given on the command line)."""
         with self._lock:
             self._speakers[speaker.id] = speaker
+            self._added.add(speaker.id)
 
 
 @dataclass(frozen=True)
