@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import re
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import unquote
 
 from agent.config import ConfigError, Settings, load_settings
@@ -56,30 +58,114 @@ def _auth_headers(key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
+class _Problem(Exception):
+    """An ordinary mistake (a bad flag, an unreachable server, an error answer): one line, exit status 1."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def _fail(message: str, status: int | None = None) -> int:
+    """Print `error: ...` (`error 404: ...` for an HTTP answer) as one line on stderr; returns 1."""
+    head = "error" if status is None else f"error {status}"
+    sys.stderr.write(" ".join(f"{head}: {message}".split()) + "\n")  # one line, whatever the message holds
+    sys.stderr.flush()
+    return 1
+
+
+def _http_error(r: Any) -> _Problem:
+    """The service's error message (else the body) with the status."""
+    try:
+        message = r.json()["error"]["message"]
+    except Exception:  # noqa: BLE001 - not the service's error shape: show the body
+        message = r.text[:500]
+    return _Problem(message, r.status_code)
+
+
+def _unreachable(url: str, e: Exception) -> str:
+    return f"cannot reach {url}: {str(e) or type(e).__name__}"
+
+
+def _say_output(output: str) -> tuple[Path, str]:
+    """The output file and its format, checked before any work: a known format, an existing folder."""
+    from tts.encoders import check_format
+    from tts.errors import TTSError
+
+    out = Path(output)
+    try:
+        fmt = check_format(out.suffix.lstrip(".").lower() or "wav")
+    except TTSError as e:
+        raise _Problem(f"-o {output}: {e.message}") from None
+    if out.is_dir():
+        raise _Problem(f"-o {output} is a folder; give a file name such as {out / 'say.wav'}")
+    if not out.parent.is_dir():
+        raise _Problem(f"-o {output}: folder {out.parent} does not exist")
+    return out, fmt
+
+
+def _say_request(args: argparse.Namespace, settings: Settings) -> None:
+    """What `say` can find wrong before loading any model: the language, the text, the speaker."""
+    from tts.errors import EmptyTextError, UnknownSpeakerError, UnsupportedLanguageError
+    from tts.speakers import PROFILE_FILE
+    from tts.text_split import split_text
+    from tts.types import LANGUAGES, SynthesisOptions
+
+    if args.lang.lower() not in LANGUAGES:  # the engine's check, as it makes it
+        raise _Problem(UnsupportedLanguageError(args.lang, LANGUAGES).message)
+    if not split_text(args.text, SynthesisOptions().split_method):
+        raise _Problem(EmptyTextError().message)
+    folder = settings.paths.speakers_dir
+    if args.speaker and not (folder / args.speaker / PROFILE_FILE).is_file():
+        known = [p.name for p in folder.iterdir() if (p / PROFILE_FILE).is_file()] if folder.is_dir() else []
+        raise _Problem(UnknownSpeakerError(args.speaker, known).message)
+
+
 def cmd_say(args: argparse.Namespace) -> int:
-    out = Path(args.output)
-    fmt = out.suffix.lstrip(".").lower() or "wav"
-    if args.url:
-        import httpx
-
-        body = {"text": args.text, "speaker": args.speaker, "text_lang": args.lang, "media_type": fmt}
-        r = httpx.post(args.url.rstrip("/") + "/tts", json=body, headers=_auth_headers(args.api_key), timeout=300)
-        if r.status_code != 200:
-            _out(f"error {r.status_code}: {r.text}")
-            return 1
-        out.write_bytes(r.content)
-    else:
-        from tts.encoders import encode
-        from tts.types import SAMPLE_RATE, SynthesisOptions
-
-        async def run(rt: Any) -> bytes:
-            sp = rt.speaker_or_default(args.speaker)
-            pcm = await rt.synthesize_all(args.text, sp, SynthesisOptions(language=args.lang), "-")
-            return encode(pcm, SAMPLE_RATE, fmt)
-
-        out.write_bytes(_with_runtime(_settings(args), run))
+    try:
+        out, fmt = _say_output(args.output)
+        audio = _say_remote(args, fmt) if args.url else _say_here(args, fmt)
+    except _Problem as e:
+        return _fail(e.message, e.status)
+    try:
+        out.write_bytes(audio)
+    except OSError as e:
+        return _fail(f"cannot write {args.output}: {e.strerror or e}")
     _out(f"wrote {out}")
     return 0
+
+
+def _say_remote(args: argparse.Namespace, fmt: str) -> bytes:
+    import httpx
+
+    body = {"text": args.text, "speaker": args.speaker, "text_lang": args.lang, "media_type": fmt}
+    try:
+        r = httpx.post(args.url.rstrip("/") + "/tts", json=body, headers=_auth_headers(args.api_key), timeout=300)
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
+        raise _Problem(_unreachable(args.url, e)) from None
+    if r.status_code != 200:
+        raise _http_error(r)
+    return r.content
+
+
+def _say_here(args: argparse.Namespace, fmt: str) -> bytes:
+    from agent.runtime import ApiError
+    from tts.encoders import encode
+    from tts.errors import TTSError
+    from tts.types import SAMPLE_RATE, SynthesisOptions
+
+    settings = _settings(args)
+    _say_request(args, settings)
+
+    async def run(rt: Any) -> bytes:
+        sp = rt.speaker_or_default(args.speaker)
+        pcm = await rt.synthesize_all(args.text, sp, SynthesisOptions(language=args.lang), "-")
+        return encode(pcm, SAMPLE_RATE, fmt)
+
+    try:
+        return _with_runtime(settings, run)
+    except (TTSError, ApiError) as e:  # what the first request would be told, e.g. a speaker that did not load
+        raise _Problem(e.message) from None
 
 
 def _with_runtime(settings: Settings, fn: Callable[[Any], Any]) -> Any:
@@ -101,7 +187,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
     import httpx
 
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return _fail(f"--out-dir {out_dir}: {e.strerror or e}")
     url = args.url.rstrip("/") + "/chat2audio"
     session_id = None
     _out(f"chatting with {args.speaker or 'the default speaker'} at {args.url}; empty line or Ctrl-D quits")
@@ -113,9 +202,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not text:
             break
         body = {"input": text, "speaker": args.speaker, "persona": args.persona, "session_id": session_id}
-        r = httpx.post(url, json={k: v for k, v in body.items() if v}, headers=_auth_headers(args.api_key), timeout=300)
+        try:
+            r = httpx.post(url, json={k: v for k, v in body.items() if v}, headers=_auth_headers(args.api_key),
+                           timeout=300)
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
+            return _fail(_unreachable(args.url, e))
         if r.status_code != 200:
-            _out(f"error {r.status_code}: {r.text}")
+            e = _http_error(r)
+            _fail(e.message, e.status)
             continue
         session_id = r.headers.get("x-session-id")
         path = out_dir / f"reply-{n:03d}.wav"
@@ -160,7 +254,8 @@ def check_problems(settings: Settings) -> list[str]:
     try:
         from agent.personas import PersonaRegistry
 
-        registry = PersonaRegistry(settings.paths.personas_dir)
+        with _quiet("agent.personas"):  # its errors are logged too; here each is one `problem:` line
+            registry = PersonaRegistry(settings.paths.personas_dir)
         problems += [f"persona {err}" for err in registry.errors]
         ids = []
         for p in registry.list():
@@ -180,14 +275,47 @@ def check_problems(settings: Settings) -> list[str]:
         problems.append(f"agent.default_speaker {settings.agent.default_speaker!r} not found; available: {', '.join(speaker_ids)}")
     if settings.llm.backend in ("openai",) and not settings.llm.base_url:
         problems.append("llm.base_url is required with llm.backend=openai (CHAT2AUDIO_LLM__BASE_URL)")
+    device_problem = _device_problem(settings.tts.device)
+    if device_problem:
+        problems.append(f"tts.device: {device_problem}")
     return problems
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _device_problem(device: str) -> str | None:
+    """Why `device` (already a valid device string) cannot be used on this machine, or None."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return (f"{device!r}, but CUDA is not available on this machine (torch {torch.__version__}); "
+                    "the server would start degraded; use cpu")
+        if index and int(index) >= count:
+            return f"{device!r}, but this machine has {count} CUDA device(s) (cuda:0 to cuda:{count - 1})"
+    elif kind in ("mps", "xpu"):
+        backend = torch.backends.mps if kind == "mps" else getattr(torch, "xpu", None)
+        if backend is None or not backend.is_available():
+            return f"{device!r}, but {kind} is not available on this machine; use cpu"
+    return None
 
 
 def _speaker_file_problems(speaker: Any) -> list[str]:
     """What the first request would find wrong in a speaker's files: each reference clip read and
     measured as the engine does (3-10 s of sound), each checkpoint read by the engine's loaders."""
     from tts.audio import load_reference
-    from tts.checkpoint import load_gpt, sovits_version
+    from tts.checkpoint import load_gpt, load_sovits
 
     problems = []
     clips = {p for ref in (speaker.reference, *speaker.emotions.values()) for p in (ref.audio, *ref.aux)}
@@ -197,7 +325,7 @@ def _speaker_file_problems(speaker: Any) -> list[str]:
         except Exception as e:
             problems.append(str(getattr(e, "message", e)))
     for what, load, path in (("gpt_model", load_gpt, speaker.gpt_path),
-                             ("sovits_model", sovits_version, speaker.sovits_path)):
+                             ("sovits_model", load_sovits, speaker.sovits_path)):
         try:
             load(path)
         except Exception as e:

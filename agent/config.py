@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "CHAT2AUDIO_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+# The torch device strings the engine can run on: a type and an optional index (torch refuses "gpu0", "cuda:01").
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(:(0|[1-9][0-9]*))?")
 
 
 class _Section(BaseModel):
@@ -65,6 +68,13 @@ class TTSSettings(_Section):
     g2pw_dir: Path | None = None  # G2PW polyphone model folder (zh); None = pypinyin readings
     text_cache_size: int = Field(128, ge=0)  # sentences (<= 64 characters) whose phones + BERT are kept; 0 = off
     model_cache_size: int = Field(2, ge=1)  # GPT and SoVITS checkpoints kept loaded (each); more speakers, more memory
+
+    @field_validator("device")
+    @classmethod
+    def _torch_device(cls, v: str) -> str:
+        if not _DEVICE.fullmatch(v):
+            raise ValueError(f"{v!r} is not a device; use cpu, cuda or cuda:N (or mps, xpu)")
+        return v
 
 
 class AuthSettings(_Section):

@@ -1,4 +1,5 @@
 """Settings precedence: CLI > env > YAML > defaults; env JSON for lists, types coerced."""
+import re
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,16 @@ def test_bad_yaml(tmp_path):
         load_settings(write(tmp_path, "- a\n- b\n"), env={})
     with pytest.raises(ConfigError, match="serverr"):
         load_settings(write(tmp_path, "serverr:\n  port: 1\n"), env={})
+
+
+@pytest.mark.parametrize("device,ok", [("cpu", True), ("cuda", True), ("cuda:1", True), ("mps", True),
+                                       ("gpu0", False), ("cuda:", False), ("cuda:01", False), ("CUDA", False),
+                                       ("cuda:-1", False), (" cpu", False)])
+def test_tts_device_is_a_torch_device(device, ok):
+    """A device torch refuses fails here, naming the key and the value, not at startup in the engine."""
+    env = {"CHAT2AUDIO_TTS__DEVICE": device}
+    if ok:
+        assert load_settings(DEFAULT_CONFIG, env=env).tts.device == device
+    else:
+        with pytest.raises(ConfigError, match=r"tts\.device .*" + re.escape(repr(device))):
+            load_settings(DEFAULT_CONFIG, env=env)
