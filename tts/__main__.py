@@ -20,17 +20,23 @@ from pathlib import Path
 HUBERT_DIR_NAME = "chinese-hubert-base"
 BERT_DIR_NAME = "chinese-roberta-wwm-ext-large"
 DEMO_REF_TEXT = "这是一个用于测试的参考音频。"
+MODELS_SUBDIR = "cache/models"  # the service's models folder (paths.cache_dir/models) in the project layout
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tts", description="GPT-SoVITS v1/v2 compatible TTS")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    say = sub.add_parser("say", help="synthesise text to a wav file")
+    say = sub.add_parser("say", help="synthesise text to an audio file")
     say.add_argument("text")
-    say.add_argument("--out", "-o", required=True, help="output .wav")
+    say.add_argument("--out", "-o", required=True,
+                     help="output file; the suffix picks the format: wav (also without a suffix), flac, ogg, opus, "
+                          "mp3, pcm")
     say.add_argument("--speaker", help="a speaker folder (with profile.yaml) or an id in --speakers-dir")
     say.add_argument("--speakers-dir", default="speakers")
-    say.add_argument("--models-dir", help="folder profile paths may point into (default: the speaker folder's parent)")
+    say.add_argument("--models-dir",
+                     help=f"folder profile paths may point into (default: <root>/{MODELS_SUBDIR}, the service's "
+                          "models folder, when it exists, else <root>; <root> is the folder holding the speakers "
+                          "folder when that is named 'speakers', else the speaker folder's parent)")
     say.add_argument("--gpt", help="GPT .ckpt (instead of --speaker)")
     say.add_argument("--sovits", help="SoVITS .pth (instead of --speaker)")
     say.add_argument("--ref-audio")
@@ -65,6 +71,18 @@ def _default_dir(explicit: str | None, models: Path | None, name: str) -> Path |
     return None
 
 
+class UsageError(Exception):
+    """A flag that cannot work (e.g. an output folder that does not exist): one line, status 2."""
+
+
+def _default_models(speakers_dir: Path) -> Path:
+    """<root>/cache/models when it is a folder (the project layout), else <root>; <root> is the parent
+    of a folder named `speakers` (`<root>/speakers/<id>`), else `speakers_dir` itself."""
+    speakers_dir = speakers_dir.resolve()
+    root = speakers_dir.parent if speakers_dir.name == "speakers" else speakers_dir
+    return root / MODELS_SUBDIR if (root / MODELS_SUBDIR).is_dir() else root
+
+
 def _speaker(a: argparse.Namespace):
     """(Speaker, models_dir) from --speaker DIR|ID or from the explicit flags."""
     from tts.errors import SpeakerConfigError
@@ -72,16 +90,16 @@ def _speaker(a: argparse.Namespace):
 
     if a.speaker:
         p = Path(a.speaker)
-        if (p / "profile.yaml").is_file():
-            models = Path(a.models_dir) if a.models_dir else p.resolve().parent
-            if not a.models_dir and models.name == "speakers":  # <root>/speakers/<id> -> <root>
-                models = models.parent
-            return load_speaker(p, models), models
-        models = Path(a.models_dir) if a.models_dir else None
+        folder = (p / "profile.yaml").is_file()
+        models = Path(a.models_dir) if a.models_dir else _default_models(p.resolve().parent if folder
+                                                                         else Path(a.speakers_dir))
         try:
+            if folder:
+                return load_speaker(p, models), models
             return SpeakerRegistry(a.speakers_dir, models).get(a.speaker), models
-        except SpeakerConfigError as e:  # the folder exists but did not load
-            hint = "" if models else " (profile paths may point into a models folder: give --models-dir)"
+        except SpeakerConfigError as e:  # e.g. a profile path not found in the speaker or models folder
+            hint = "" if a.models_dir or "models folder" not in e.message else \
+                f" (the models folder was {models}: give --models-dir)"
             raise SpeakerConfigError(e.message + hint) from None
     missing = [f for f in ("gpt", "sovits", "ref_audio") if not getattr(a, f)]
     if missing:
@@ -101,13 +119,36 @@ def _speaker(a: argparse.Namespace):
     return sp, paths["gpt"].parent
 
 
+def _output(out: str) -> tuple[Path, str]:
+    """The output file and its format, checked before any model is loaded."""
+    from tts.encoders import check_format
+    from tts.errors import TTSError
+
+    path = Path(out)
+    try:
+        fmt = check_format(path.suffix.lstrip(".").lower() or "wav")
+    except TTSError as e:
+        raise UsageError(f"--out {out}: {e.message}") from None
+    if path.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {path.parent} does not exist")
+    return path, fmt
+
+
 def cmd_say(a: argparse.Namespace) -> int:
     import numpy as np
-    import soundfile as sf
+    import torch
 
+    from tts.encoders import encode
     from tts.engine import Engine, EngineConfig
     from tts.types import SAMPLE_RATE, SynthesisOptions
 
+    out, fmt = _output(a.out)
+    try:
+        torch.device(a.device)
+    except RuntimeError:
+        raise UsageError(f"--device {a.device!r} is not a device; use cpu, cuda or cuda:N") from None
     sp, models = _speaker(a)
     cfg = EngineConfig(device=a.device, dtype=a.dtype, models_dir=models,
                        cache_dir=Path(a.cache_dir) if a.cache_dir else None,
@@ -120,7 +161,7 @@ def cmd_say(a: argparse.Namespace) -> int:
     with Engine(cfg) as engine:
         parts = [c.pcm for c in engine.synthesize(a.text, sp, opts)]
     audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    sf.write(a.out, audio, SAMPLE_RATE, subtype="PCM_16")
+    out.write_bytes(encode(audio, SAMPLE_RATE, fmt))
     print(f"wrote {a.out}: {len(audio) / SAMPLE_RATE:.2f} s of audio in {time.perf_counter() - t0:.2f} s")
     return 0
 
@@ -156,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_say(a) if a.cmd == "say" else cmd_demo_assets(a)
     except TTSError as e:
         print(f"error: {e.message}", file=sys.stderr)
+        return 2
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)

@@ -105,3 +105,63 @@ def test_speaker_id_that_did_not_load_says_why(capsys, tmp_path):
     rc, lines = _main(capsys, "say", "hi", "--speaker", "Alice", "--speakers-dir", str(tmp_path / "speakers"),
                       "--out", str(tmp_path / "x.wav"))
     assert rc == 2 and len(lines) == 1 and "not found" in lines[0] and "--models-dir" in lines[0], lines
+
+
+@pytest.mark.parametrize("out,needle", [("x.txt", "unknown format 'txt'"), ("nodir/c.wav", "does not exist"),
+                                        (".", "is a folder")])
+def test_bad_output_is_refused_before_anything_else(capsys, tmp_path, out, needle):
+    """The output is checked first: a missing-flags mistake (or a long synthesis) never comes before it."""
+    rc, lines = _main(capsys, "say", "hi", "--gpt", "x.ckpt", "--out", str(tmp_path / out))
+    assert rc == 2 and len(lines) == 1 and needle in lines[0] and "--out" in lines[0], lines
+
+
+def _project(tmp_path: Path, demo_models: dict[str, Path], models: bool = True) -> Path:
+    """<root>/speakers/Voice whose profile names bare files, and <root>/cache/models holding them."""
+    root = tmp_path / "proj"
+    voice = root / "speakers" / "Voice"
+    voice.mkdir(parents=True)
+    (voice / "profile.yaml").write_text(
+        f"gpt_model: {demo_models['gpt'].name}\nsovits_model: {demo_models['sovits'].name}\n"
+        f"ref_audio: {demo_models['ref_audio'].name}\nref_text: 参考音频。\nref_language: zh\n", encoding="utf-8")
+    if models:
+        (root / "cache").mkdir()
+        (root / "cache" / "models").symlink_to(demo_models["gpt"].parent, target_is_directory=True)
+    return root
+
+
+def test_project_layout_needs_no_models_dir(demo_models, tmp_path, capsys, monkeypatch):
+    """From the project root, `--speaker speakers/Voice` and `--speaker Voice` find the models (and the
+    HuBERT/BERT folders) in cache/models, the service's models folder; an mp3 is written as mp3."""
+    root = _project(tmp_path, demo_models)
+    monkeypatch.chdir(root)
+    rc, lines = _main(capsys, "say", "你好。", "--speaker", "speakers/Voice", "--out", str(tmp_path / "a.mp3"),
+                      "--seed", "1")
+    assert rc == 0, lines
+    audio, _ = sf.read(tmp_path / "a.mp3", dtype="float32")
+    assert len(audio) > SAMPLE_RATE * 0.3
+    rc, lines = _main(capsys, "say", "你好。", "--speaker", "Voice", "--out", str(tmp_path / "b.wav"), "--seed", "1")
+    assert rc == 0 and sf.info(str(tmp_path / "b.wav")).samplerate == SAMPLE_RATE, lines
+
+
+@pytest.mark.parametrize("how", ["folder", "id"])
+def test_speaker_files_not_found_hint_models_dir(demo_models, tmp_path, capsys, how):
+    root = _project(tmp_path, demo_models, models=False)
+    speaker = str(root / "speakers" / "Voice") if how == "folder" else "Voice"
+    rc, lines = _main(capsys, "say", "hi", "--speaker", speaker, "--speakers-dir", str(root / "speakers"),
+                      "--out", str(tmp_path / "x.wav"))
+    assert rc == 2 and len(lines) == 1 and "not found" in lines[0] and "--models-dir" in lines[0], lines
+    assert str(root) in lines[0]  # the models folder that was looked in
+
+
+def test_models_dir_help_says_what_the_default_is(capsys):
+    from tts.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["say", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "cache/models" in text and "the speaker folder's parent" in text
+
+
+def test_bad_device_one_line(capsys, tmp_path):
+    rc, lines = _main(capsys, "say", "hi", "--device", "gpu0", "--out", str(tmp_path / "x.wav"))
+    assert rc == 2 and len(lines) == 1 and "gpu0" in lines[0], lines
