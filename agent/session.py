@@ -294,7 +294,7 @@ class Session:
         stream = self.llm.stream(messages, persona.llm.params())
         try:
             async for delta in stream:
-                await feed(think.push(delta), final=False)
+                await feed(think.push(_printable(delta)), final=False)
             await feed(think.flush(), final=True)
         except LLMError as e:
             rec.failed = True
@@ -356,6 +356,15 @@ class Session:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(0.25, delay * 2)
+
+
+# control characters (C0 but tab and newline, DEL, C1) that a model may emit: never spoken, shown or remembered
+_CONTROLS = {c: None for c in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)]}
+_CONTROLS[0x0D] = "\n"
+
+
+def _printable(text: str) -> str:
+    return text.translate(_CONTROLS)
 
 
 def _nonspace(text: str) -> int:

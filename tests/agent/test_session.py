@@ -267,6 +267,18 @@ async def test_full_tts_queue_makes_a_sentence_wait() -> None:
     assert [e.audio_ms for e in events if isinstance(e, ev.SentenceDone)] == [60, 60, 60]
 
 
+async def test_control_characters_never_reach_speech_text_or_history() -> None:
+    """Raw control characters from the model (seen from small models) are dropped from what is spoken,
+    shown and remembered; a carriage return counts as a line break."""
+    s = Session(persona(), "Nahida", FakeLLM(["你好\x03呀。", "\x13今天\x1a好。\r\n", "再见\x85。"]), FakeEngine())
+    events = await run(s, "hi")
+    sentences = [e.text for e in events if isinstance(e, ev.SentenceStarted)]
+    shown = "".join(e.delta for e in events if isinstance(e, ev.TextDelta))
+    assert sentences == ["你好呀。", "今天好。", "再见。"], sentences
+    for text in (shown, events[-1].text, s.history()[-1]["content"]):
+        assert not any(ord(c) < 32 and c not in "\n\t" or 0x7F <= ord(c) < 0xA0 for c in text), repr(text)
+
+
 async def test_unknown_speaker_is_an_error_per_sentence() -> None:
     events = await run(Session(persona(), "Nobody", FakeLLM(tokens("一句。")), FakeEngine()), "hi")
     assert any(isinstance(e, ev.ErrorEvent) and e.code == "unknown_speaker" for e in events)
