@@ -38,11 +38,11 @@ LLM_ERROR_CODES = frozenset({"connect_failed", "timeout", "upstream_error", "bad
 
 
 class LLMError(Exception):
-    """A failure of the chat LLM; `code` is one of LLM_ERROR_CODES."""
+    """A failure of the chat LLM; `code` is one of LLM_ERROR_CODES, `status` the HTTP status if one came."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, status: int | None = None):
         super().__init__(f"{code}: {message}")
-        self.code, self.message = code, message
+        self.code, self.message, self.status = code, message, status
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ class LLMParams:
 
 @dataclass(frozen=True)
 class LLMTimeouts:
-    """Seconds. `read` is the longest silence between two chunks of a stream."""
+    """Seconds. `read` is the longest silence of a stream: since the request or the last text delta
+    (keep-alive comments, empty or role-only deltas and reasoning are silence)."""
 
     connect: float = 5.0
     read: float = 60.0
@@ -93,6 +94,7 @@ class OpenAIClient:
         api_key: sent as `Authorization: Bearer <key>` when set.
         retries: attempts after the first, only before the first token arrives (with backoff), for
             connection failures, dropped streams and HTTP 5xx/429; a read timeout is not retried.
+            Each retry and each failed `stream` call logs one warning (never the API key).
         vllm_extras: send vLLM's extra body fields (repetition_penalty, chat_template_kwargs);
             turn off for servers that reject unknown fields.
     """
@@ -107,6 +109,7 @@ class OpenAIClient:
         self.vllm_extras = vllm_extras
         self.extra_body = dict(extra_body or {})
         t = timeouts or LLMTimeouts()
+        self.silence_s, self._key = t.read, api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
@@ -154,48 +157,75 @@ class OpenAIClient:
         return body
 
     async def stream(self, messages: list[dict], params: LLMParams) -> AsyncIterator[str]:
-        await self.resolve_model()
-        body = self.request_body(messages, params)
         attempt = 0
-        while True:
-            yielded = False
-            try:
-                # aclosing: a consumer that stops early (interrupt, client gone) closes the HTTP stream
-                # now, not whenever the garbage collector finalises the inner generator
-                async with contextlib.aclosing(self._stream_once(body)) as inner:
-                    async for delta in inner:
-                        yielded = True
-                        yield delta
-                return
-            except _Retryable as r:
-                if yielded or attempt >= self.retries:
-                    raise r.error from None
-                attempt += 1
-                wait = self.backoff_s * (2 ** (attempt - 1))
-                log.warning("LLM request failed (%s), retry %d/%d in %.2fs", r.error, attempt, self.retries, wait)
-                await asyncio.sleep(wait)
+        try:
+            await self.resolve_model()
+            body = self.request_body(messages, params)
+            while True:
+                yielded = False
+                try:
+                    # aclosing: a consumer that stops early (interrupt, client gone) closes the HTTP stream
+                    # now, not whenever the garbage collector finalises the inner generator
+                    async with contextlib.aclosing(self._stream_once(body)) as inner:
+                        async for delta in inner:
+                            yielded = True
+                            yield delta
+                    return
+                except _Retryable as r:
+                    if yielded or attempt >= self.retries:
+                        raise r.error from None
+                    attempt += 1
+                    wait = self.backoff_s * (2 ** (attempt - 1))
+                    log.warning("LLM request failed (%s), retry %d/%d in %.2fs", self._redact(str(r.error)),
+                                attempt, self.retries, wait)
+                    await asyncio.sleep(wait)
+        except LLMError as e:  # the one line an operator at log_level warning sees (retries logged above)
+            e.message = self._redact(e.message)  # a server may echo the key; the message reaches the user
+            e.args = (f"{e.code}: {e.message}",)
+            log.warning("LLM request failed after %d attempt(s): %s, HTTP %s, model %r at %s: %s", attempt + 1,
+                        e.code, e.status or "-", self.model, self.base_url, e.message)
+            raise
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
 
     async def _stream_once(self, body: dict[str, Any]) -> AsyncIterator[str]:
         url = f"{self.base_url}/chat/completions"
         think = ThinkFilter()
-        got_any = False
+        got_any, status = False, None
+        loop = asyncio.get_running_loop()
+        # the silence is counted from the request or the last text given out, not the last byte: pings,
+        # empty deltas and reasoning keep httpx's read timeout from firing but say nothing; the clock
+        # restarts when the consumer asks for more, so its own pace is not counted as the LLM's
+        deadline = loop.time() + self.silence_s
         try:
-            async with self._http.stream("POST", url, json=body) as r:
-                if r.status_code != 200:
-                    text = (await r.aread()).decode("utf-8", "replace")
-                    _raise_for_status(r.status_code, text)
-                async for data in _sse_data(r.aiter_lines()):
-                    if data.strip() == "[DONE]":
+            async with contextlib.AsyncExitStack() as stack:
+                async with asyncio.timeout_at(deadline):
+                    r = await stack.enter_async_context(self._http.stream("POST", url, json=body))
+                    status = r.status_code
+                    if r.status_code != 200:
+                        _raise_for_status(r.status_code, (await r.aread()).decode("utf-8", "replace"))
+                chunks = await stack.enter_async_context(contextlib.aclosing(_sse_data(r.aiter_lines())))
+                while True:
+                    async with asyncio.timeout_at(deadline):  # around the read only: never across a yield
+                        data = await anext(chunks, None)
+                    if data is None or data.strip() == "[DONE]":
                         break
                     delta = think.push(_delta_text(data))
                     if delta:
                         got_any = True
                         yield delta
+                        deadline = loop.time() + self.silence_s
                 tail = think.flush()
                 if tail:
                     yield tail
+        except TimeoutError as e:
+            raise LLMError("timeout", f"{url}: no text for {self.silence_s:g}s", status) from e
+        except LLMError as e:
+            e.status = e.status or status  # an error after HTTP 200 (in the stream, bad chunks)
+            raise
         except httpx.TimeoutException as e:
-            err = LLMError("timeout", f"{url}: no data for too long ({type(e).__name__})")
+            err = LLMError("timeout", f"{url}: no data for too long ({type(e).__name__})", status)
             if got_any or not isinstance(e, httpx.ConnectTimeout):
                 # not retried: a server that took the request and then stayed silent for the whole read
                 # timeout would make the user wait that long again for every retry
@@ -204,7 +234,7 @@ class OpenAIClient:
         except httpx.ConnectError as e:
             raise _Retryable(LLMError("connect_failed", f"cannot connect to {url}: {e}")) from e
         except (httpx.RemoteProtocolError, httpx.ReadError) as e:
-            err = LLMError("disconnected", f"{url}: stream ended abruptly ({e})")
+            err = LLMError("disconnected", f"{url}: stream ended abruptly ({e})", status)
             if got_any:
                 raise err from e
             raise _Retryable(err) from e
@@ -215,10 +245,11 @@ def _raise_for_status(status: int, text: str) -> None:
         return
     detail = _error_message(text) or text[:300]
     if status in (401, 403):
-        raise LLMError("auth_failed", f"HTTP {status}: {detail}")
+        raise LLMError("auth_failed", f"HTTP {status}: {detail}", status)
     if status == 404:
-        raise LLMError("model_not_found", f"HTTP 404: {detail}")
-    err = LLMError("upstream_error" if status >= 500 or status == 429 else "bad_request", f"HTTP {status}: {detail}")
+        raise LLMError("model_not_found", f"HTTP 404: {detail}", status)
+    err = LLMError("upstream_error" if status >= 500 or status == 429 else "bad_request", f"HTTP {status}: {detail}",
+                   status)
     if status >= 500 or status == 429:
         raise _Retryable(err)
     raise err

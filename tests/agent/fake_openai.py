@@ -9,8 +9,9 @@ Reusable by agent, service and reliability tests:
 Endpoints: GET /v1/models, POST /v1/chat/completions (streaming SSE and non-streaming JSON),
 GET /health. Each chat request takes the next scripted `Reply` (or `default` when none is left).
 Knobs on a Reply: reasoning text, role/usage chunks, a missing [DONE], an error object or
-garbage after N tokens, an abrupt disconnect, an HTTP status refusal, a delay before the answer,
-its own token interval. The server runs its own event loop in a thread, so sync and async
+garbage after N tokens, an abrupt disconnect, a stream kept alive without text after N tokens,
+an HTTP status refusal, a delay before the answer, its own token interval. With `strict_models`
+an unknown model gets vLLM's 404. The server runs its own event loop in a thread, so sync and async
 tests can both use it; `requests` records the last 256 chat bodies received, `client_gone` counts
 streams the client closed before the end.
 """
@@ -37,6 +38,12 @@ class Reply:
     error_after: int | None = None  # after N tokens send {"error": {...}} (HTTP status stays 200)
     garbage_after: int | None = None  # after N tokens send a line that is not JSON
     disconnect_after: int | None = None  # after N tokens drop the connection without ending the body
+    # after N tokens (N < len(tokens)) send no more text, only keep-alives every stall_interval s until the
+    # client leaves: "comment" (`: ping`), "empty" (delta {}), "role" (delta with only the role),
+    # "empty_content" (content ""), "reasoning" (only reasoning_content)
+    stall_after: int | None = None
+    stall_with: str = "comment"
+    stall_interval: float = 0.05
     status: int = 200  # != 200: refuse the request with this status and an error body
     delay_s: float = 0.0  # wait before answering at all
     token_interval: float | None = None  # seconds between tokens; None: the server's
@@ -60,6 +67,7 @@ class FakeOpenAI:
     token_interval: float = 0.0
     models: tuple[str, ...] = ("fake-model",)
     api_key: str | None = None  # when set, requests without `Bearer <api_key>` get 401
+    strict_models: bool = False  # when set, a chat request naming a model not in `models` gets 404
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -149,7 +157,9 @@ class FakeOpenAI:
     async def _route(self, method: str, path: str, headers: dict[str, str], body: bytes,
                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         if self.api_key and headers.get("authorization") != f"Bearer {self.api_key}":
-            await _send_json(writer, 401, {"error": {"message": "invalid api key", "type": "auth"}})
+            # echoes the key it got, as some proxies do: the client must not pass it on unredacted
+            got = headers.get("authorization", "").removeprefix("Bearer ")
+            await _send_json(writer, 401, {"error": {"message": f"invalid api key {got!r}", "type": "auth"}})
             return True
         path = path.split("?")[0]
         if method == "GET" and path == "/health":
@@ -166,6 +176,10 @@ class FakeOpenAI:
                 await _send_json(writer, 400, {"error": {"message": "body is not JSON"}})
                 return True
             self.requests.append(req)
+            if self.strict_models and req.get("model") not in self.models:
+                await _send_json(writer, 404, {"object": "error", "type": "NotFoundError", "code": 404,
+                                               "message": f"The model `{req.get('model')}` does not exist."})
+                return True
             reply = self._next_reply()
             if reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
@@ -194,13 +208,14 @@ class FakeOpenAI:
                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
             return _sse(json.dumps(obj, ensure_ascii=False))
 
-        async def send(data: bytes) -> bool:
+        async def send(data: bytes, wait: float | None = None) -> bool:
             if gone.done():
                 return False
             writer.write(_http_chunk(data))
             await writer.drain()
-            if interval:
-                await asyncio.wait([gone], timeout=interval)
+            wait = interval if wait is None else wait
+            if wait:
+                await asyncio.wait([gone], timeout=wait)
             else:
                 await asyncio.sleep(0)
             return not gone.done()
@@ -222,18 +237,25 @@ class FakeOpenAI:
                 if reply.disconnect_after == n:
                     writer.transport.abort()
                     return False
+                if reply.stall_after == n:
+                    keep = {"comment": b": ping\n\n", "empty": chunk({}), "role": chunk({"role": "assistant"}),
+                            "empty_content": chunk({"content": ""}),
+                            "reasoning": chunk({"reasoning_content": "hmm"})}[reply.stall_with]
+                    while await send(keep, reply.stall_interval):
+                        pass
+                    return self._gone()
                 if not await send(chunk({"content": tok})):
                     return self._gone()
             else:
-                await send(chunk({}, finish="stop"))
+                await send(chunk({}, finish="stop"), 0)  # the closing chunks come at once
                 if reply.usage_chunk:
                     n = len(reply.tokens)
                     usage = {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}
                     obj = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                            "choices": [], "usage": usage}
-                    await send(_sse(json.dumps(obj)))
+                    await send(_sse(json.dumps(obj)), 0)
                 if reply.done:
-                    await send(_sse("[DONE]"))
+                    await send(_sse("[DONE]"), 0)
                 self.completed += 1
             writer.write(b"0\r\n\r\n")
             await writer.drain()

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import time
 
 import pytest
 
@@ -207,3 +209,116 @@ async def test_vllm_server_start_failure_reports_log_tail(tmp_path) -> None:
     with pytest.raises(LLMError) as ei:
         await srv.start()  # this Python has no vllm: the process exits at once
     assert ei.value.code == "vllm_start_failed" and "vllm" in ei.value.message.lower()
+
+
+# -- silence: llm.timeout_s counts from the last text, not the last byte -----------------------------
+
+
+@pytest.mark.parametrize("stall_with", ["comment", "empty", "role", "empty_content", "reasoning"])
+@pytest.mark.parametrize("stall_after", [3, 0])
+async def test_keep_alive_without_text_times_out(server: FakeOpenAI, stall_with: str, stall_after: int) -> None:
+    """A server that keeps the stream busy (pings, empty deltas, reasoning) but says nothing more
+    fails with `timeout` after one silence period, without a retry."""
+    server.script(Reply(tokens=("one ", "two ", "three ", "four"), stall_after=stall_after, stall_with=stall_with,
+                        token_interval=0.02))
+    client = OpenAIClient(server.base_url, model="fake-model", retries=2, backoff_s=0.01,
+                          timeouts=LLMTimeouts(read=0.5))
+    got: list[str] = []
+    t0 = time.monotonic()
+
+    async def consume() -> None:
+        async for d in client.stream(MSGS, LLMParams()):
+            got.append(d)
+
+    with pytest.raises(LLMError) as ei:
+        await asyncio.wait_for(consume(), 5.0)  # before the fix: no error at all, this wait ran out
+    elapsed = time.monotonic() - t0
+    await client.aclose()
+    assert ei.value.code == "timeout" and "0.5" in ei.value.message
+    assert got == ["one ", "two ", "three "][:stall_after] and len(server.requests) == 1
+    assert 0.45 < elapsed < 2.5
+
+
+async def test_slow_steady_text_and_slow_consumer_do_not_time_out(server: FakeOpenAI) -> None:
+    """The silence timer restarts at every text delta (a reply longer than timeout_s is fine), and it
+    stops while the consumer holds a delta: a full sentence queue (TTS back-pressure) is not the LLM's
+    silence, only the time spent waiting for the server is."""
+    server.script(Reply.text("abcdefgh", token_chars=1, token_interval=0.15),
+                  Reply.text("ijklmn", token_chars=2, token_interval=0.8, role_chunk=False))
+    client = OpenAIClient(server.base_url, model="fake-model", timeouts=LLMTimeouts(read=0.5))
+    assert "".join(await collect(client)) == "abcdefgh"  # ~1.3 s in all
+    got = []
+    async for d in client.stream(MSGS, LLMParams()):
+        got.append(d)
+        await asyncio.sleep(0.6)  # held longer than timeout_s; then ~0.2 s of waiting for the next delta
+    await client.aclose()
+    assert got == ["ij", "kl", "mn"]
+
+
+# -- logging: one warning per failed request, naming code, status and the server's message -------------
+
+
+def llm_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "agent.llm" and r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("reply,code,status,says", [
+    (Reply(status=503), "upstream_error", "503", "refused (503)"),
+    (Reply(status=400), "bad_request", "400", "refused (400)"),
+    (Reply.text("one two three", error_after=1), "upstream_error", "200", "scripted failure mid-stream"),
+    (Reply.text("one two three", garbage_after=1), "bad_response", "200", "this is not json"),
+    (Reply.text("one two three", disconnect_after=1), "disconnected", "200", "ended abruptly"),
+    (Reply.text("one two three", stall_after=1), "timeout", "200", "no text for 0.3"),
+    (Reply(delay_s=1.0), "timeout", "-", "no text for 0.3"),
+], ids=["5xx", "400", "error-after-200", "garbage", "disconnect", "stall", "no-answer"])
+async def test_failure_logged_once(server: FakeOpenAI, caplog: pytest.LogCaptureFixture, reply: Reply, code: str,
+                                   status: str, says: str) -> None:
+    caplog.set_level(logging.WARNING, logger="agent.llm")
+    server.script(reply)
+    client = OpenAIClient(server.base_url, model="fake-model", retries=0, timeouts=LLMTimeouts(read=0.3))
+    with pytest.raises(LLMError) as ei:
+        await collect(client)
+    await client.aclose()
+    assert ei.value.code == code
+    [line] = llm_warnings(caplog)
+    assert code in line and f"HTTP {status}" in line and says in line and "fake-model" in line, line
+
+
+async def test_final_failure_after_retries_logged_once(server: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="agent.llm")
+    server.script(Reply(status=503), Reply(status=502), Reply(status=500))
+    client = OpenAIClient(server.base_url, model="fake-model", retries=2, backoff_s=0.01)
+    with pytest.raises(LLMError):
+        await collect(client)
+    await client.aclose()
+    lines = llm_warnings(caplog)
+    assert len(lines) == 3 and all("retry" in x for x in lines[:2]), lines  # one per attempt, no repeat
+    assert "upstream_error" in lines[2] and "HTTP 500" in lines[2] and "after 3 attempt" in lines[2], lines
+
+
+async def test_wrong_key_and_unknown_model_logged_without_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with FakeOpenAI(api_key="sekrit", strict_models=True) as srv:
+        for key, model, code, status, says in [("wrong-key-123", "fake-model", "auth_failed", 401, "invalid api key"),
+                                               ("sekrit", "no-such-model", "model_not_found", 404, "does not exist")]:
+            caplog.clear()
+            client = OpenAIClient(srv.base_url, model=model, api_key=key)
+            with pytest.raises(LLMError) as ei:
+                await collect(client)
+            await client.aclose()
+            assert ei.value.code == code and ei.value.status == status and key not in str(ei.value)
+            [line] = llm_warnings(caplog)
+            assert code in line and f"HTTP {status}" in line and says in line and model in line, line
+            assert all(key not in r.getMessage() for r in caplog.records)
+
+
+async def test_no_warning_for_success_or_early_close(server: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="agent.llm")
+    server.script(Reply.text("fine"), Reply.text("x" * 50, token_chars=1, token_interval=0.02))
+    client = OpenAIClient(server.base_url, model="fake-model")
+    assert "".join(await collect(client)) == "fine"
+    agen = client.stream(MSGS, LLMParams())
+    await agen.__anext__()
+    await agen.aclose()
+    await client.aclose()
+    assert llm_warnings(caplog) == []
