@@ -464,7 +464,27 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"chat2audio: {e}") from None
     logging.basicConfig(level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
+    problem = port_problem(settings.server.host, settings.server.port)
+    if problem:  # now, not after loading the models (uvicorn binds once its startup is done)
+        raise SystemExit(f"chat2audio: {problem}")
     server(settings).run()
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the service could not listen on host:port, if it could not (a port in use, an address that is
+    not this machine's); the test socket is closed again at once."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as e:
+        return f"cannot listen on {host}:{port}: {e.strerror or e}"
+    for family, kind, proto, _, addr in infos[:1]:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                s.bind(addr)
+            except OSError as e:
+                return f"cannot listen on {host}:{port}: {e.strerror or e} (server.host / server.port, --host / --port)"
+    return None
 
 
 if __name__ == "__main__":

@@ -98,8 +98,12 @@ class Runtime:
             log.warning(DEMO_NOTICE)
         for warning in self.binding_warnings():
             log.warning("%s", warning)
-        log.info("ready: %d speakers, %d personas, LLM %s", len(self.engine.speakers()),
-                 len(self.persona_list()), s.llm.backend)
+        counts = (len(self.engine.speakers()), len(self.persona_list()), s.llm.backend)
+        problem = self._tts_problem() or self._persona_problem()
+        if problem:  # it serves, but /health/ready answers 503 until this is mended
+            log.warning("started, not ready (%s): %d speakers, %d personas, LLM %s", problem, *counts)
+        else:
+            log.info("started: %d speakers, %d personas, LLM %s", *counts)
 
     def _build_demo(self) -> None:
         from tts.factory import build_demo

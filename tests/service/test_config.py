@@ -72,3 +72,19 @@ def test_tts_device_is_a_torch_device(device, ok):
     else:
         with pytest.raises(ConfigError, match=r"tts\.device .*" + re.escape(repr(device))):
             load_settings(DEFAULT_CONFIG, env=env)
+
+
+def test_a_busy_port_is_reported_before_the_models_load(monkeypatch):
+    """`python app.py` on a port in use stops at once with a line naming it, not after loading the models."""
+    import socket
+
+    import app
+
+    monkeypatch.setattr(app, "server", lambda *a, **k: pytest.fail("the server was built"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit) as e:
+            app.main(["--port", str(port)])
+    assert f"cannot listen on 127.0.0.1:{port}" in str(e.value) and "in use" in str(e.value)

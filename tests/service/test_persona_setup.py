@@ -14,13 +14,14 @@ from tests.service.conftest import start_server
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_missing_default_persona_and_new_files(demo_cache, fake_llm, tmp_path):
+def test_missing_default_persona_and_new_files(demo_cache, fake_llm, tmp_path, caplog):
     personas = tmp_path / "personas"
     shutil.copytree(ROOT / "personas", personas)
     srv = start_server(demo_cache, fake_llm, CHAT2AUDIO_AGENT__DEFAULT_PERSONA="nahidaa",
                        CHAT2AUDIO_PATHS__PERSONAS_DIR=str(personas))
     try:
         with httpx.Client(base_url=srv.url, timeout=120) as c:
+            assert "started, not ready (agent.default_persona 'nahidaa' is not loaded" in caplog.text
             h = c.get("/health").json()
             assert not h["ready"] and "'nahidaa' is not loaded" in h["persona_problem"]
             assert c.get("/health/ready").status_code == 503
