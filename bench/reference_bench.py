@@ -1,4 +1,4 @@
-"""The reference GPT-SoVITS measured side by side with this engine, same sizes, same weights.
+r"""The reference GPT-SoVITS measured side by side with this engine, same sizes, same weights.
 
     nice python bench/reference_bench.py --reference <checkout>/GPT_SoVITS --json bench-ref.json \
         [--threads 2] [--quick] [--rounds 3] [--ours bench-tts.json | --measure-ours [--fp32] [--bf16] [--fast]]

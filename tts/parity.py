@@ -1,4 +1,4 @@
-"""The parity command of ../shared/parity/CONTRACT.md (run from the project root):
+r"""The parity command of the GPT-SoVITS v2 parity set (its CONTRACT.md; run from the project root):
 
     python -m tts.parity --gpt G.ckpt --sovits S.pth --gpt-inputs gpt_in.npz \
         --sovits-inputs sovits_in.npz --out out.npz
