@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import pickle
+import re
 import types
 import zipfile
 from dataclasses import dataclass, field
@@ -154,7 +155,8 @@ def load_gpt(path: str | Path) -> GPTCheckpoint:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling/zip failure means a bad file
-        raise CheckpointError(f"cannot load GPT checkpoint {p}: {_short(e)}") from e
+        raise CheckpointError(f"cannot load GPT checkpoint {p}: the file is damaged or not a PyTorch "
+                              f"checkpoint ({_short(e)})") from e
     obj = _top_level(obj, p, "GPT")
     raw = obj["weight"]
     if isinstance(raw, dict) and any(str(k).startswith("enc_p.") for k in raw):
@@ -200,7 +202,8 @@ def _load_sovits_raw(p: Path) -> tuple[dict[str, Any], str | None]:
         obj = torch.load(io.BytesIO(data), map_location="cpu", pickle_module=_restricted_pickle,
                          weights_only=False)
     except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"cannot load SoVITS checkpoint {p}: {_short(e)}") from e
+        raise CheckpointError(f"cannot load SoVITS checkpoint {p}: the file is damaged or not a PyTorch "
+                              f"checkpoint ({_short(e)})") from e
     return _top_level(obj, p, "SoVITS"), header_version
 
 
@@ -259,5 +262,8 @@ def _short(e: BaseException) -> str:
     if isinstance(e, pickle.UnpicklingError) and "weights_only" in str(e):
         # torch's text advises weights_only=False (running code from the file): not what to do here
         return "not a checkpoint this loader can read (corrupt, or it holds objects other than tensors and settings)"
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return msg[:200]
+    text = " ".join(str(e).split()) or type(e).__name__
+    sentence = re.match(r".{1,200}?[.!?](?=\s|$)", text)  # whole sentences only: a cut one misleads
+    if sentence:
+        return sentence.group(0)
+    return text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0].rstrip(",;:") + " ..."

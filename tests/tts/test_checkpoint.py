@@ -122,8 +122,11 @@ def test_corrupt_files_raise_checkpoint_error(tmp_path, sovits_bytes, make):
     with pytest.raises(CheckpointError) as e:
         load_sovits(p)
     assert not isinstance(e.value, UnsupportedVersionError)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError) as e2:
         load_gpt(p)
+    for err in (e.value, e2.value):  # says what is wrong, in whole sentences (torch's long text was cut mid-way)
+        assert any(w in str(err) for w in ("damaged or not a PyTorch checkpoint", "not a GPT-SoVITS", "empty")), str(err)
+        assert not str(err).rstrip(" .)").endswith(("is", "file", ",")), str(err)
 
 
 def test_missing_and_non_checkpoint_files(tmp_path):
