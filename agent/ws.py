@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
@@ -31,6 +32,13 @@ def add_ws_route(app: FastAPI) -> None:
     async def ws(websocket: WebSocket) -> None:
         rt: Runtime = websocket.app.state.runtime
         await websocket.accept()
+        origin = websocket.headers.get("origin")
+        if not origin_allowed(origin, websocket.headers.get("host"), rt.settings.server.cors_origins):
+            message = (f"origin {origin[:200]!r} may not open this WebSocket; add it to server.cors_origins "
+                       "(browsers let any page open a WebSocket, so the service checks where pages come from)")
+            await websocket.send_text(dumps({"type": "error", "code": "forbidden_origin", "message": message}))
+            await websocket.close(code=4403)
+            return
         try:
             principal = rt.auth.check(key_from(websocket.headers, websocket.query_params))
         except AuthError as e:
@@ -51,6 +59,15 @@ def add_ws_route(app: FastAPI) -> None:
         except LimitError as e:
             await websocket.send_text(dumps({"type": "error", "code": "busy", "message": e.message}))
             await websocket.close(code=1013)
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """Whether a socket opened from a page of `origin` is accepted: no Origin (not a browser), the service's
+    own pages (the origin's host is the Host the socket was opened to), or one of `server.cors_origins`
+    (`*`: any). A page of another site could otherwise talk to a service on the user's own machine."""
+    if origin is None or "*" in allowed or origin.rstrip("/") in {o.rstrip("/") for o in allowed}:
+        return True
+    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
 
 
 class Connection:

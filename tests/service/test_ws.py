@@ -198,3 +198,26 @@ async def test_odd_messages_get_errors(server):
         await ws.send(json.dumps({"type": "input.text", "text": "你好"}))
         assert (await recv_until(ws, "turn.done"))[-1]["interrupted"] is False
     assert invalid_json_count() == before + 1  # the socket's errors are counted like the HTTP routes'
+
+
+async def test_pages_of_other_sites_may_not_open_a_socket(server):
+    """A browser lets any page open a WebSocket to the user's machine: the service accepts its own pages and
+    clients that send no Origin (game engines, scripts), and refuses other origins with a clear error."""
+    async with websockets.connect(server.ws_url, origin="https://evil.example") as ws:
+        err = json.loads(await ws.recv())
+        assert err["type"] == "error" and err["code"] == "forbidden_origin" and "server.cors_origins" in err["message"]
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd.code == 4403
+    for kw in ({"origin": server.url}, {}):  # the service's own page; a client without Origin
+        async with websockets.connect(server.ws_url, **kw) as ws:
+            assert json.loads(await ws.recv())["type"] == "session.created", kw
+
+
+def test_origin_rule():
+    from agent.ws import origin_allowed
+
+    assert origin_allowed("https://app.game", "svc:8000", ["https://app.game/"])  # listed in server.cors_origins
+    assert origin_allowed("https://any.site", "svc:8000", ["*"])
+    assert not origin_allowed("https://app.game.evil", "svc:8000", ["https://app.game"])
+    assert not origin_allowed("null", "svc:8000", [])  # sandboxed pages and files
