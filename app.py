@@ -31,7 +31,7 @@ from agent.asgi import GuardMiddleware, StreamingResponse, count_error, error_re
 from agent.auth import LimitError, install_log_redaction
 from agent.config import ConfigError, Settings, load_settings
 from agent.metrics import CONTENT_TYPE as METRICS_TYPE
-from agent.protocol import ChatRequest, ErrorBody, SpeechRequest, TTSRequest
+from agent.protocol import ChatRequest, ErrorBody, SpeechRequest, TTSRequest, validation_message
 from agent.personas import PersonaError
 from agent.runtime import ApiError, Runtime
 from agent.session import SessionLimitError
@@ -122,11 +122,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             if loc == ("body",) and "json" not in request.headers.get("content-type", ""):
                 return respond(request, 422, "invalid_request", "the body must be a JSON object sent with "
                                f"Content-Type: application/json (got {request.headers.get('content-type')!r})")
-        parts = []
-        for e in errs[:5]:
-            loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-            parts.append(f"{loc}: {e.get('msg')}")
-        return respond(request, 422, "invalid_request", "; ".join(parts))
+        return respond(request, 422, "invalid_request", validation_message(errs))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

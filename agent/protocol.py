@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 from typing import Annotated, Any, Literal, Union
 
@@ -154,8 +155,10 @@ class ProtocolError(Exception):
 def parse_client_event(raw: str | bytes) -> SessionUpdate | InputText | Interrupt | Playback:
     """Parse one client message; raises `ProtocolError` with a readable message."""
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = json.loads(raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw)  # UTF-8 only, as documented
+    except UnicodeDecodeError:
+        raise ProtocolError("invalid_json", "binary message is not UTF-8 JSON") from None
+    except json.JSONDecodeError as e:
         raise ProtocolError("invalid_json", f"message is not JSON: {e}") from e
     except RecursionError:
         raise ProtocolError("invalid_json", "message is nested too deeply") from None
@@ -167,14 +170,22 @@ def parse_client_event(raw: str | bytes) -> SessionUpdate | InputText | Interrup
     try:
         return _client_adapter.validate_python(data)
     except ValidationError as e:
-        raise ProtocolError("invalid_event", f"{kind}: {validation_message(e)}") from e
+        errors = [{**err, "loc": err["loc"][1:]} if err["loc"][:1] == (kind,) else err for err in e.errors()]
+        raise ProtocolError("invalid_event", f"{kind}: {validation_message(errors)}") from e
 
 
-def validation_message(e: ValidationError) -> str:
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    """Pydantic's errors (of a WebSocket event or an HTTP body) as one line naming each field, in words a
+    client's author reads: an empty text is "empty", NaN and Infinity are "not a finite number"."""
     parts = []
-    for err in e.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"] if p not in ("body",)) or "body"
-        parts.append(f"{loc}: {err['msg']}")
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        value, msg = err.get("input"), err.get("msg", "invalid")
+        if err.get("type") == "string_pattern_mismatch" and isinstance(value, str) and not value.strip():
+            msg = "must not be empty or only spaces"
+        elif isinstance(value, float) and not math.isfinite(value):
+            msg = f"must be a finite number (got {value})"
+        parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
 
 

@@ -188,6 +188,13 @@ BAD = [
 ]
 
 
+def test_invalid_fields_are_named_in_plain_words(client):
+    r = client.post("/chat2audio", json={"input": "   "})
+    assert r.status_code == 422 and r.json()["error"]["message"] == "input: must not be empty or only spaces"
+    r = client.post("/tts", content=b'{"text": "hi", "speed_factor": NaN}', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "speed_factor: must be a finite number" in r.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("method,path,body,status,code", BAD, ids=[f"{b[1]}-{b[4]}" for b in BAD])
 def test_bad_requests_get_json_4xx(client, method, path, body, status, code):
     kw = {"content": body} if isinstance(body, bytes) else {"json": body} if body is not None else {}

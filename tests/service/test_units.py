@@ -88,6 +88,18 @@ def test_bad_client_events(raw, code):
     assert e.value.code == code and e.value.message
 
 
+@pytest.mark.parametrize("raw,words", [
+    ('{"type": "input.text", "text": "   "}', "input.text: text: must not be empty or only spaces"),
+    ('{"type": "playback", "turn_id": "t", "played_ms": NaN}', "played_ms: must be a finite number"),
+    ('{"type": "session.update", "speaker": 5}', "session.update: speaker: "),
+    ("héllo".encode("utf-16-be") + b"\xd8\x00", "binary message is not UTF-8 JSON"),
+])
+def test_client_event_errors_name_the_field_in_plain_words(raw, words):
+    with pytest.raises(ProtocolError) as e:
+        parse_client_event(raw)
+    assert words in e.value.message, e.value.message
+
+
 def test_good_client_events():
     assert parse_client_event('{"type": "input.text", "text": "你好"}').text == "你好"
     u = parse_client_event('{"type": "session.update", "speaker": "Nahida", "audio_transport": "binary"}')
