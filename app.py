@@ -232,6 +232,9 @@ def _add_http_routes(app: FastAPI, settings: Settings) -> None:
         fmt = {"opus": "ogg"}.get(body.response_format, body.response_format)
         rate = 24000 if fmt == "pcm" else None  # OpenAI: pcm is 24 kHz s16le
         check_format(fmt)
+        if body.stream_format == "sse" and not can_stream(fmt):
+            raise ApiError(400, "unsupported_format", f"response_format {body.response_format} cannot be streamed as "
+                           "server-sent events; use stream_format audio, or mp3, opus, wav or pcm")
         if body.stream_format == "sse":
             return await _speech_sse(rt, request, _principal(request), body.input, speaker, options, fmt, rate)
         return await _synthesis_response(rt, request, _principal(request), body.input, speaker, options, fmt,

@@ -156,8 +156,12 @@ def _read_yaml(path: Path) -> dict:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as e:
         raise ConfigError(f"config file not found: {path}") from e
-    except (OSError, yaml.YAMLError) as e:
-        raise ConfigError(f"cannot read config {path}: {e}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"config {path}: invalid YAML{where}: {getattr(e, 'problem', None) or e}") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from e
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ConfigError(f"{path}: expected a mapping of sections (server:, llm:, ...) to mappings")
     return data
@@ -217,10 +221,22 @@ def _merge(base: dict, override: dict) -> None:
         base.setdefault(section, {}).update(values)
 
 
+def _valid_keys(loc: tuple) -> list[str]:
+    """The field names of the settings model at `loc` (() = the sections)."""
+    model: Any = Settings
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        model = field.annotation if field is not None else None
+    return sorted(getattr(model, "model_fields", {}))
+
+
 def _describe(e: ValidationError, path: Path) -> str:
     lines = [f"invalid configuration (file {path}, env {ENV_PREFIX}*, CLI flags):"]
     for err in e.errors():
         where = ".".join(str(p) for p in err["loc"])
         env_name = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"][:2])
-        lines.append(f"  {where} ({env_name}): {err['msg']}")
+        msg = err["msg"]
+        if err.get("type") == "extra_forbidden":  # name the keys that do exist
+            msg = f"unknown key; valid keys here: {', '.join(_valid_keys(err['loc'][:-1])) or '(none)'}"
+        lines.append(f"  {where} ({env_name}): {msg}")
     return "\n".join(lines)

@@ -88,3 +88,17 @@ def test_a_busy_port_is_reported_before_the_models_load(monkeypatch):
         with pytest.raises(SystemExit) as e:
             app.main(["--port", str(port)])
     assert f"cannot listen on 127.0.0.1:{port}" in str(e.value) and "in use" in str(e.value)
+
+
+def test_config_file_mistakes_are_named(tmp_path):
+    """A mistyped key lists the valid ones of its section; a YAML slip names the file, line and column."""
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("server:\n  prot: 8001\nllm:\n  backend: openai\n")
+    with pytest.raises(ConfigError) as e:
+        load_settings(typo)
+    assert "server.prot" in str(e.value) and "valid keys here: " in str(e.value) and "port" in str(e.value)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("server:\n  port: 8001\n  host: [\n")
+    with pytest.raises(ConfigError) as e:
+        load_settings(broken)
+    assert str(broken) in str(e.value) and "invalid YAML at line 4" in str(e.value) and "<unicode" not in str(e.value)

@@ -101,6 +101,8 @@ def test_openai_speech(client):
         r = client.post("/v1/audio/speech", json={**body, "response_format": fmt})
         assert r.status_code == 200, (fmt, r.text)
         assert len(audio(r.content, fmt)[0]) > 0
+    r = client.post("/v1/audio/speech", json={**body, "response_format": "flac", "stream_format": "sse"})
+    assert r.status_code == 400 and "stream_format audio" in r.json()["error"]["message"]
     r = client.post("/v1/audio/speech", json={**body, "response_format": "aac"})
     assert r.status_code == 400 and "aac" in r.json()["error"]["message"]
     with client.stream("POST", "/v1/audio/speech", json={**body, "response_format": "pcm", "stream_format": "sse"}) as r:
