@@ -54,6 +54,16 @@ class ApiError(Exception):
         return cls(status, event.code, event.message, counted=True)
 
 
+def exposure_warning(settings: Settings) -> str | None:
+    """A warning when the service listens beyond this machine with no API keys: anyone who reaches the port
+    may use the LLM and the TTS."""
+    host = settings.server.host
+    if settings.auth.api_keys or host in ("localhost", "::1") or host.startswith("127."):
+        return None
+    return (f"server.host is {host}: the service is reachable from other machines and auth.api_keys is empty, "
+            "so anyone who reaches it can use it; set keys (docs/deploy.md)")
+
+
 class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -96,7 +106,7 @@ class Runtime:
         self.metrics.bind_queue_depth(lambda: self.engine.health().get("queue_depth", 0))
         if self.demo:
             log.warning(DEMO_NOTICE)
-        for warning in self.binding_warnings():
+        for warning in [*self.binding_warnings(), *filter(None, [exposure_warning(s)])]:
             log.warning("%s", warning)
         counts = (len(self.engine.speakers()), len(self.persona_list()), s.llm.backend)
         problem = self._tts_problem() or self._persona_problem()

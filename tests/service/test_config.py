@@ -102,3 +102,14 @@ def test_config_file_mistakes_are_named(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_settings(broken)
     assert str(broken) in str(e.value) and "invalid YAML at line 4" in str(e.value) and "<unicode" not in str(e.value)
+
+
+def test_listening_beyond_this_machine_without_keys_is_warned():
+    from agent.runtime import exposure_warning
+
+    def settings(host: str, keys: str = "[]"):
+        return load_settings(DEFAULT_CONFIG, env={"CHAT2AUDIO_SERVER__HOST": host, "CHAT2AUDIO_AUTH__API_KEYS": keys})
+
+    assert "0.0.0.0" in exposure_warning(settings("0.0.0.0")) and "auth.api_keys" in exposure_warning(settings("0.0.0.0"))
+    assert exposure_warning(settings("0.0.0.0", '["k1"]')) is None
+    assert exposure_warning(settings("127.0.0.1")) is None and exposure_warning(settings("localhost")) is None
