@@ -86,7 +86,9 @@ def assert_error_turn(t, codes: tuple[str, ...]) -> None:
     (Reply(status=401), ("auth_failed",)),
     (Reply.text("你好。", delay_s=5.0), ("timeout", "connect_failed", "disconnected")),
     (Reply.text(LONG, token_interval=5.0), ("timeout", "disconnected")),
-], ids=["disconnect", "error-after-200", "garbage", "http-500", "http-401", "no-answer", "stall-mid-stream"])
+    (Reply.text(LONG, stall_after=6, stall_interval=0.5), ("timeout",)),  # keep-alive comments, no text
+], ids=["disconnect", "error-after-200", "garbage", "http-500", "http-401", "no-answer", "stall-mid-stream",
+        "keep-alive-without-text"])
 async def test_llm_faults(fserver, fllm, reply, codes):
     # the client's LLM retries a failure before any text: script enough copies for every attempt
     fllm.script(*[reply] * 4)
