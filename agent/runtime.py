@@ -23,7 +23,7 @@ from agent.auth import Authenticator, KeyLimiter
 from agent.config import Settings
 from agent.metrics import Metrics
 from agent.protocol import SpeechRequest, TTSRequest
-from tts.errors import TextTooLongError, TTSError
+from tts.errors import ReferenceAudioError, TextTooLongError, TTSError
 from tts.types import SynthesisOptions
 
 log = logging.getLogger("chat2audio")
@@ -401,9 +401,24 @@ class Runtime:
                     yield chunk.pcm
                 if seconds > 0:
                     self.metrics.rtf.observe((time.perf_counter() - t0) / seconds)
+            except ReferenceAudioError as e:
+                if not self._own_reference(speaker):
+                    raise  # a clip the request named: the client's (400)
+                raise ApiError(500, e.code, f"{e.message} (the speaker's own reference, set in its profile.yaml: "
+                               "the server's setup)") from None
             finally:
                 self.metrics.active_turns.dec()
                 await _aclose(stream)
+
+    def _own_reference(self, speaker: Any) -> bool:
+        """Whether `speaker` (an id, or a Speaker a request may have given other reference clips) speaks with
+        the reference of its profile."""
+        if isinstance(speaker, str):
+            return True
+        try:
+            return self.engine.speaker(speaker.id).reference == speaker.reference
+        except (TTSError, AttributeError):
+            return False
 
     async def synthesize_all(self, text: str, speaker: Any, options: SynthesisOptions, key_id: str) -> np.ndarray:
         parts = [pcm async for pcm in self.synthesize(text, speaker, options, key_id)]

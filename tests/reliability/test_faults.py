@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
+import soundfile as sf
 import websockets
 
 from agent.config import PROJECT_ROOT
@@ -28,12 +30,12 @@ ADMIN = {"Authorization": "Bearer adm"}
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> Path:
-    """Speakers Nahida (the shipped profile), Broken and Corrupt (own copies of the demo files, to be
+    """Speakers Nahida (the shipped profile), Broken, Corrupt and Short (own copies of the demo files, to be
     damaged by the tests), and a copy of the shipped personas."""
     root = tmp_path_factory.mktemp("faults")
     shutil.copytree(PROJECT_ROOT / "personas", root / "personas")
     shutil.copytree(PROJECT_ROOT / "speakers" / "Nahida", root / "speakers" / "Nahida")
-    for name in ("Broken", "Corrupt"):
+    for name in ("Broken", "Corrupt", "Short"):
         d = root / "speakers" / name
         d.mkdir()
         for f in ("demo-gpt.ckpt", "demo-sovits.pth", "demo-ref.wav"):
@@ -163,7 +165,14 @@ async def test_http_stream_disconnect_closes_llm_stream(fserver, fllm):
 async def test_speaker_files_disappear_or_corrupt(fserver, folders):
     (folders / "speakers" / "Broken" / "demo-ref.wav").unlink()
     (folders / "speakers" / "Corrupt" / "demo-gpt.ckpt").write_bytes(b"not a checkpoint" * 64)
+    sf.write(folders / "speakers" / "Short" / "demo-ref.wav", np.full(32000, 0.1, np.float32), 32000)  # 1 s
     async with httpx.AsyncClient(base_url=fserver.url, timeout=60) as c:
+        # a clip the speaker's profile names that is too short: the server's setup too (500), named
+        for body in ({}, {"aux_ref_audio_paths": ["Short/demo-ref.wav"]}):
+            r = await c.post("/tts", json={"text": "你好。", "speaker": "Short" if not body else "Nahida", **body})
+            err = r.json()["error"]
+            assert err["code"] == "bad_reference_audio" and "too short" in err["message"], err
+            assert r.status_code == (500 if not body else 400), (body, r.text)  # a clip the request named: 400
         for speaker in ("Broken", "Corrupt"):
             for stream in (False, True):
                 r = await c.post("/tts", json={"text": "你好。", "speaker": speaker, "streaming_mode": stream})
