@@ -89,19 +89,12 @@ def _unreachable(url: str, e: Exception) -> str:
 
 def _say_output(output: str) -> tuple[Path, str]:
     """The output file and its format, checked before any work: a known format, an existing folder."""
-    from tts.encoders import check_format
-    from tts.errors import TTSError
+    from tts.encoders import output_file
 
-    out = Path(output)
     try:
-        fmt = check_format(out.suffix.lstrip(".").lower() or "wav")
-    except TTSError as e:
-        raise _Problem(f"-o {output}: {e.message}") from None
-    if out.is_dir():
-        raise _Problem(f"-o {output} is a folder; give a file name such as {out / 'say.wav'}")
-    if not out.parent.is_dir():
-        raise _Problem(f"-o {output}: folder {out.parent} does not exist")
-    return out, fmt
+        return output_file(output)
+    except ValueError as e:
+        raise _Problem(f"-o {output}: {e}") from None
 
 
 def _say_request(args: argparse.Namespace, settings: Settings) -> None:

@@ -17,6 +17,8 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tts.errors import yaml_problem
+
 ENV_PREFIX = "CHAT2AUDIO_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
@@ -157,9 +159,7 @@ def _read_yaml(path: Path) -> dict:
     except FileNotFoundError as e:
         raise ConfigError(f"config file not found: {path}") from e
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"config {path}: invalid YAML{where}: {getattr(e, 'problem', None) or e}") from e
+        raise ConfigError(f"config {path}: {yaml_problem(e)}") from e
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from e
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.llm import LLMParams
 from agent.splitter import SplitterConfig
+from tts.errors import yaml_problem
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def parse_persona(path: Path, max_bytes: int = MAX_FILE_BYTES) -> Persona | list
     except (OSError, UnicodeDecodeError) as e:
         return [PersonaLoadError(fname, "", f"cannot read: {e}")]
     except yaml.YAMLError as e:
-        return [PersonaLoadError(fname, "", _yaml_problem(e))]
+        return [PersonaLoadError(fname, "", yaml_problem(e))]
     if not isinstance(raw, dict):
         return [PersonaLoadError(fname, "", "the file must hold a mapping of fields")]
     raw.setdefault("name", path.stem)
@@ -143,21 +144,6 @@ def parse_persona(path: Path, max_bytes: int = MAX_FILE_BYTES) -> Persona | list
     if persona.name != path.stem:
         return [PersonaLoadError(fname, "name", f"must match the file name ({path.stem!r}), got {persona.name!r}")]
     return persona
-
-
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    """`invalid YAML at line L, column C: ...`: the parser's own text says `in "<unicode string>"`."""
-    mark = getattr(e, "problem_mark", None)
-    if mark is None:  # a ReaderError: a character YAML does not allow
-        at = f" at character {e.position}" if isinstance(getattr(e, "position", None), int) else ""
-        return f"invalid YAML{at}: {getattr(e, 'reason', None) or type(e).__name__}"
-    text = f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {e.problem}"
-    ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
-    if ctx and cmark is not None and (cmark.line, cmark.column) != (mark.line, mark.column):
-        text += f" ({ctx} at line {cmark.line + 1}, column {cmark.column + 1})"
-    elif ctx:
-        text += f" ({ctx})"
-    return text
 
 
 @dataclass(frozen=True)

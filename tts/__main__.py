@@ -121,19 +121,12 @@ def _speaker(a: argparse.Namespace):
 
 def _output(out: str) -> tuple[Path, str]:
     """The output file and its format, checked before any model is loaded."""
-    from tts.encoders import check_format
-    from tts.errors import TTSError
+    from tts.encoders import output_file
 
-    path = Path(out)
     try:
-        fmt = check_format(path.suffix.lstrip(".").lower() or "wav")
-    except TTSError as e:
-        raise UsageError(f"--out {out}: {e.message}") from None
-    if path.is_dir():
-        raise UsageError(f"--out {out} is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise UsageError(f"--out {out}: folder {path.parent} does not exist")
-    return path, fmt
+        return output_file(out)
+    except ValueError as e:
+        raise UsageError(f"--out {out}: {e}") from None
 
 
 def cmd_say(a: argparse.Namespace) -> int:

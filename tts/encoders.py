@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -65,6 +66,21 @@ def check_format(fmt: str) -> str:
     if name not in MEDIA_TYPES:
         raise UnsupportedFormatError(f"unknown format {fmt!r}; available: wav, pcm, flac, ogg, opus, mp3")
     return name
+
+
+def output_file(name: str | Path) -> tuple[Path, str]:
+    """An audio file to write and its format (from the extension; none: wav), checked before any work is
+    done for it; raises ValueError saying what is wrong (the caller names the option it came from)."""
+    path = Path(name)
+    try:
+        fmt = check_format(path.suffix.lstrip(".").lower() or "wav")
+    except TTSError as e:
+        raise ValueError(e.message) from None
+    if path.is_dir():
+        raise ValueError("is a folder; give a file name such as say.wav")
+    if not path.parent.is_dir():
+        raise ValueError(f"folder {path.parent} does not exist")
+    return path, fmt
 
 
 def can_stream(fmt: str) -> bool:

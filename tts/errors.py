@@ -96,3 +96,19 @@ class CancelledError(TTSError):
 
     code = "cancelled"
     http_status = 499
+
+
+def yaml_problem(e: Exception) -> str:
+    """A YAML error (of PyYAML) as `invalid YAML at line L, column C: ...`: the parser's own text names no file
+    but `<unicode string>`; callers put the file name in front."""
+    mark = getattr(e, "problem_mark", None)
+    if mark is None:  # a ReaderError: a character YAML does not allow
+        at = f" at character {e.position}" if isinstance(getattr(e, "position", None), int) else ""
+        return f"invalid YAML{at}: {getattr(e, 'reason', None) or type(e).__name__}"
+    text = f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {e.problem}"
+    ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if ctx and cmark is not None and (cmark.line, cmark.column) != (mark.line, mark.column):
+        text += f" ({ctx} at line {cmark.line + 1}, column {cmark.column + 1})"
+    elif ctx:
+        text += f" ({ctx})"
+    return text

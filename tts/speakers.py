@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tts.errors import SpeakerConfigError, UnknownSpeakerError
+from tts.errors import SpeakerConfigError, UnknownSpeakerError, yaml_problem
 from tts.types import LANGUAGES
 
 log = logging.getLogger(__name__)
@@ -91,21 +91,6 @@ def _problem(err: dict) -> str:
     close = difflib.get_close_matches(loc[-1], valid, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"{where}: unknown key; {hint}valid keys: {', '.join(valid)}"
-
-
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    """A YAML error as `invalid YAML at line L, column C: ...` (the parser's own text names no file)."""
-    mark = getattr(e, "problem_mark", None)
-    if mark is None:  # a ReaderError: a character YAML does not allow
-        at = f" at character {e.position}" if isinstance(getattr(e, "position", None), int) else ""
-        return f"invalid YAML{at}: {getattr(e, 'reason', None) or type(e).__name__}"
-    text = f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {e.problem}"
-    ctx, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
-    if ctx and cmark is not None and (cmark.line, cmark.column) != (mark.line, mark.column):
-        text += f" ({ctx} at line {cmark.line + 1}, column {cmark.column + 1})"
-    elif ctx:
-        text += f" ({ctx})"
-    return text
 
 
 @dataclass(frozen=True)
@@ -188,7 +173,7 @@ def load_speaker(folder: str | Path, models_dir: str | Path | None = None,
     except (OSError, UnicodeDecodeError) as e:
         raise SpeakerConfigError(f"{where}: cannot read: {getattr(e, 'strerror', None) or e}") from e
     except yaml.YAMLError as e:
-        raise SpeakerConfigError(f"{where}: {_yaml_problem(e)}") from e
+        raise SpeakerConfigError(f"{where}: {yaml_problem(e)}") from e
     if not isinstance(raw, dict):
         raise SpeakerConfigError(f"{where}: must be a mapping of fields")
     try:
