@@ -341,7 +341,6 @@ class Session:
             await out.put(ev.SentenceDone(rec.turn_id, s.index, s.audio_ms))
         await out.put(_END)
 
-
     async def _sentence_stream(self, text: str, options: SynthesisOptions) -> Any:
         """The engine's stream of one sentence. A full TTS queue makes the sentence wait for room, up to
         SENTENCE_ROOM_WAIT_S: the turn was admitted when there was room (`Runtime.check_turn`), and a later
