@@ -100,7 +100,7 @@ def _say_output(output: str) -> tuple[Path, str]:
 def _say_request(args: argparse.Namespace, settings: Settings) -> None:
     """What `say` can find wrong before loading any model: the language, the text, the speaker."""
     from tts.errors import EmptyTextError, UnknownSpeakerError, UnsupportedLanguageError
-    from tts.speakers import PROFILE_FILE
+    from tts.speakers import PROFILE_FILE, speaker_folders
     from tts.text_split import split_text
     from tts.types import LANGUAGES, SynthesisOptions
 
@@ -110,7 +110,7 @@ def _say_request(args: argparse.Namespace, settings: Settings) -> None:
         raise _Problem(EmptyTextError().message)
     folder = settings.paths.speakers_dir
     if args.speaker and not (folder / args.speaker / PROFILE_FILE).is_file():
-        known = [p.name for p in folder.iterdir() if (p / PROFILE_FILE).is_file()] if folder.is_dir() else []
+        known = [p.name for p in speaker_folders(folder)]
         raise _Problem(UnknownSpeakerError(args.speaker, known).message)
 
 
@@ -227,14 +227,15 @@ def _play(path: Path) -> None:
 def check_problems(settings: Settings) -> list[str]:
     """Every problem found in the personas and speakers folders (empty: all good)."""
     problems: list[str] = []
-    from tts.speakers import PROFILE_FILE, load_speaker
+    from tts.errors import SpeakerConfigError
+    from tts.speakers import PROFILE_FILE, load_speaker, speaker_folders
 
     speakers_dir, models_dir = settings.paths.speakers_dir, settings.paths.models_dir
     speaker_ids: list[str] = []
     if not speakers_dir.is_dir():
         problems.append(f"paths.speakers_dir: {speakers_dir} is not a folder")
     else:
-        for folder in sorted(p for p in speakers_dir.iterdir() if (p / PROFILE_FILE).is_file()):
+        for folder in speaker_folders(speakers_dir):
             speaker_ids.append(folder.name)
             try:
                 speaker = load_speaker(folder, models_dir)
@@ -243,7 +244,10 @@ def check_problems(settings: Settings) -> list[str]:
                 # a missing demo file (not, say, a YAML error that quotes one)
                 missing_demo = re.search(r"file '[^']*demo-[^']*' not found", str(e))
                 hint = " (run the service once to generate the demo models)" if missing_demo else ""
-                problems.append(f"speaker {folder.name} ({folder / PROFILE_FILE}): {e}{hint}")
+                message = getattr(e, "message", None) or str(e)
+                if not isinstance(e, SpeakerConfigError):  # its message names the speaker and file already
+                    message = f"speaker {folder.name} ({folder.name}/{PROFILE_FILE}): {message}"
+                problems.append(f"{message}{hint}")
     try:
         from agent.personas import PersonaRegistry
 

@@ -159,6 +159,14 @@ def resolve_path(value: str, speaker_dir: Path, models_dir: Path | None, what: s
     raise SpeakerConfigError(f"{what}: file {value!r} not found in the speaker folder or the models folder")
 
 
+def speaker_folders(speakers_dir: Path) -> list[Path]:
+    """The speaker folders under `speakers_dir` (those with a profile), sorted; none when it is no folder.
+    A folder's name is its speaker id."""
+    if not speakers_dir.is_dir():
+        return []
+    return [d for d in sorted(speakers_dir.iterdir()) if d.is_dir() and (d / PROFILE_FILE).is_file()]
+
+
 def load_speaker(folder: str | Path, models_dir: str | Path | None = None,
                  speaker_id: str | None = None) -> Speaker:
     """Read and validate `folder/profile.yaml`; raises `SpeakerConfigError` naming the file
@@ -247,8 +255,7 @@ class SpeakerRegistry:
     def _folders(self) -> list[Path]:
         if not self.speakers_dir.is_dir():
             log.warning("speakers folder %s does not exist", self.speakers_dir)
-            return []
-        return [d for d in sorted(self.speakers_dir.iterdir()) if d.is_dir() and (d / PROFILE_FILE).is_file()]
+        return speaker_folders(self.speakers_dir)
 
     def list(self) -> list[str]:
         with self._lock:
